@@ -1,0 +1,474 @@
+package filters
+
+import (
+	"cmp"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// IndexOptions configure an Index.
+type IndexOptions struct {
+	Tokenizer Tokenizer
+	// Threads bounds the goroutines of batch operations; 0 means GOMAXPROCS.
+	Threads int
+}
+
+func (o IndexOptions) threads() int {
+	if o.Threads > 0 {
+		return o.Threads
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// posting records that a document holds count copies of a token. Posting
+// lists grow in document order, which lets a query restrict itself to a
+// range of ids with a binary search.
+type posting struct {
+	doc, count int32
+}
+
+// Index holds texts for ROUGE-L similarity queries. Tokens are interned to
+// integer ids once; an inverted index gives each query the multiset token
+// overlap with every document, an exact upper bound on their LCS, so that
+// only pairs that could matter are scored with the bit-parallel LCS.
+//
+// One goroutine may Add; queries may run concurrently with each other but
+// not with Add.
+type Index struct {
+	opts     IndexOptions
+	vocab    map[string]int32
+	postings [][]posting
+	toks     []int32 // the tokens of every document, concatenated
+	offs     []int32 // document i is toks[offs[i]:offs[i+1]]
+	texts    []string
+	count    []int32 // per token id, scratch for Add
+	scratch  sync.Pool
+
+	pairsFull   atomic.Int64
+	pairsPruned atomic.Int64
+}
+
+// NewIndex returns an empty index.
+func NewIndex(opts IndexOptions) *Index {
+	return &Index{opts: opts, vocab: make(map[string]int32), offs: []int32{0}}
+}
+
+// Len returns the number of texts added.
+func (ix *Index) Len() int { return len(ix.texts) }
+
+// Text returns the text added with the given id.
+func (ix *Index) Text(id int) string { return ix.texts[id] }
+
+func (ix *Index) doc(id int32) []int32 { return ix.toks[ix.offs[id]:ix.offs[id+1]] }
+
+// Add appends text and returns its id (0, 1, 2, ... in insertion order).
+func (ix *Index) Add(text string) int {
+	id := int32(len(ix.texts))
+	ix.texts = append(ix.texts, text)
+	start := len(ix.toks)
+	var buf []byte
+	forEachToken(text, ix.opts.Tokenizer, &buf, func(tok []byte) {
+		t, ok := ix.vocab[string(tok)]
+		if !ok {
+			t = int32(len(ix.postings))
+			ix.vocab[string(tok)] = t
+			ix.postings = append(ix.postings, nil)
+			ix.count = append(ix.count, 0)
+		}
+		ix.toks = append(ix.toks, t)
+	})
+	doc := ix.toks[start:]
+	for _, t := range doc {
+		ix.count[t]++
+	}
+	for _, t := range doc {
+		if c := ix.count[t]; c > 0 {
+			ix.postings[t] = append(ix.postings[t], posting{doc: id, count: c})
+			ix.count[t] = 0
+		}
+	}
+	ix.offs = append(ix.offs, int32(len(ix.toks)))
+	return int(id)
+}
+
+// PairStats counts the (query, document) pairs an index has met: scored
+// with a full LCS, or ruled out by a bound first.
+type PairStats struct {
+	Full, Pruned int64
+}
+
+// PairStats returns the pair counters accumulated by all queries so far.
+func (ix *Index) PairStats() PairStats {
+	return PairStats{Full: ix.pairsFull.Load(), Pruned: ix.pairsPruned.Load()}
+}
+
+// qtok is one distinct known token of a query with its multiplicity.
+type qtok struct {
+	id, count int32
+}
+
+// scratch is the per-query working memory; it is reused through a
+// sync.Pool so that queries allocate nothing per pair.
+type scratch struct {
+	ids      []int32 // query token ids in order, -1 when not in the vocabulary
+	distinct []qtok  // known tokens, rarest first
+	ov       []int32 // per document: overlap with the tokens processed so far
+	state    []uint8 // per document: stUntouched, stTouched or stScored
+	touched  []int32
+	kern     lcsKernel
+	buf      []byte
+	strs     []string // tokens kept for re-resolution (Novelty batches)
+	sorted   []int32
+	top      []Match
+}
+
+const (
+	stUntouched uint8 = iota
+	stTouched
+	stScored
+)
+
+func (ix *Index) getScratch() *scratch {
+	s, _ := ix.scratch.Get().(*scratch)
+	if s == nil {
+		s = &scratch{}
+	}
+	if n := len(ix.texts); len(s.ov) < n {
+		s.ov = append(s.ov, make([]int32, n-len(s.ov)+n/4)...)
+		s.state = append(s.state, make([]uint8, len(s.ov)-len(s.state))...)
+	}
+	s.kern.grow(len(ix.postings))
+	return s
+}
+
+func (ix *Index) putScratch(s *scratch) { ix.scratch.Put(s) }
+
+// prepareTokens resolves query tokens against the vocabulary and orders its
+// distinct tokens by document frequency.
+func (ix *Index) prepareTokens(s *scratch, toks []string) {
+	s.ids = s.ids[:0]
+	for _, t := range toks {
+		id, ok := ix.vocab[t]
+		if !ok {
+			id = -1
+		}
+		s.ids = append(s.ids, id)
+	}
+	ix.prepareIDs(s)
+}
+
+func (ix *Index) prepareText(s *scratch, text string) {
+	s.ids = s.ids[:0]
+	forEachToken(text, ix.opts.Tokenizer, &s.buf, func(tok []byte) {
+		id, ok := ix.vocab[string(tok)]
+		if !ok {
+			id = -1
+		}
+		s.ids = append(s.ids, id)
+	})
+	ix.prepareIDs(s)
+}
+
+func (ix *Index) prepareIDs(s *scratch) {
+	s.sorted = append(s.sorted[:0], s.ids...)
+	slices.Sort(s.sorted)
+	s.distinct = s.distinct[:0]
+	for i := 0; i < len(s.sorted); {
+		j := i
+		for j < len(s.sorted) && s.sorted[j] == s.sorted[i] {
+			j++
+		}
+		if s.sorted[i] >= 0 {
+			s.distinct = append(s.distinct, qtok{id: s.sorted[i], count: int32(j - i)})
+		}
+		i = j
+	}
+	slices.SortFunc(s.distinct, func(a, b qtok) int {
+		return cmp.Or(cmp.Compare(len(ix.postings[a.id]), len(ix.postings[b.id])), cmp.Compare(a.id, b.id))
+	})
+}
+
+// searchMode selects what a search must get exactly right.
+type searchMode int
+
+const (
+	modeMax     searchMode = iota // the maximum score and the first id with it
+	modeExceeds                   // any score > threshold
+	modeTopK                      // the k best (score desc, id asc)
+	modeAll                       // every score (for the mean)
+)
+
+type searchResult struct {
+	score float64
+	id    int
+}
+
+// search scores the prepared query against documents [lo, hi).
+//
+// Query tokens are processed rarest first, adding each one's postings to the
+// per-document overlap. A document no posting has reached yet can share at
+// most R more tokens (R = the multiplicity of the tokens still to process),
+// so its score is at most 2R/(la+R); once that falls below the bar (the best
+// score so far, the threshold, or the k-th best) the common tokens' long
+// posting lists are skipped altogether. The documents reached are then
+// scored only when min(overlap+R, la, lb) -- an upper bound on their LCS --
+// could still reach the bar.
+func (ix *Index) search(s *scratch, lo, hi int, mode searchMode, threshold float64, k int, all []float64) searchResult {
+	best := searchResult{score: -1, id: -1}
+	if lo >= hi {
+		return searchResult{0, -1}
+	}
+	la := len(s.ids)
+	if la == 0 {
+		ix.pairsPruned.Add(int64(hi - lo))
+		if mode == modeTopK {
+			s.top = s.top[:0]
+			for id := lo; id < hi && len(s.top) < k; id++ {
+				s.top = append(s.top, Match{ID: id, Score: 0})
+			}
+		}
+		return searchResult{0, lo}
+	}
+	if la <= 64 {
+		s.kern.prepare(s.ids)
+	}
+	s.top = s.top[:0]
+	bar := func() float64 {
+		switch mode {
+		case modeMax:
+			return best.score
+		case modeExceeds:
+			return threshold
+		case modeTopK:
+			if len(s.top) < k {
+				return -1
+			}
+			return s.top[len(s.top)-1].Score
+		}
+		return -1
+	}
+	computed := 0
+	found := false // modeExceeds: a score > threshold
+	score := func(d int32) {
+		doc := ix.doc(d)
+		var l int
+		if la <= 64 {
+			l = s.kern.run(doc)
+		} else if len(doc) < la {
+			// A short document against a long query: the document is the
+			// cheaper bit side.
+			l = ix.lcsSwapped(s, doc)
+		} else {
+			s.kern.prepare(s.ids)
+			l = s.kern.run(doc)
+			s.kern.reset()
+		}
+		computed++
+		s.state[d] = stScored
+		f := fmeasure(l, la, len(doc))
+		switch mode {
+		case modeMax:
+			if f > best.score || (f == best.score && int(d) < best.id) {
+				best = searchResult{f, int(d)}
+			}
+		case modeExceeds:
+			if f > threshold {
+				best = searchResult{f, int(d)}
+				found = true
+			}
+		case modeTopK:
+			s.insertTop(Match{ID: int(d), Score: f}, k)
+		case modeAll:
+			all[int(d)-lo] = f
+		}
+	}
+
+	remaining := 0
+	for _, q := range s.distinct {
+		remaining += int(q.count)
+	}
+	for _, q := range s.distinct {
+		remaining -= int(q.count)
+		plist := ix.postings[q.id]
+		start := 0
+		if lo > 0 {
+			start, _ = slices.BinarySearchFunc(plist, int32(lo), func(p posting, d int32) int { return cmp.Compare(p.doc, d) })
+		}
+		var lead int32 = -1
+		var leadOv int32
+		for _, p := range plist[start:] {
+			if int(p.doc) >= hi {
+				break
+			}
+			if s.state[p.doc] == stUntouched {
+				s.state[p.doc] = stTouched
+				s.touched = append(s.touched, p.doc)
+			}
+			o := s.ov[p.doc] + min(q.count, p.count)
+			s.ov[p.doc] = o
+			if o > leadOv && s.state[p.doc] == stTouched {
+				lead, leadOv = p.doc, o
+			}
+		}
+		if mode == modeAll {
+			continue
+		}
+		// Score the document that leads on the rare tokens so far: it is
+		// the likeliest best match, and its score raises the bar early.
+		if lead >= 0 && mode != modeExceeds {
+			if u := min(int(leadOv)+remaining, la, len(ix.doc(lead))); couldReach(u, la, len(ix.doc(lead)), bar()) {
+				score(lead)
+			}
+		}
+		if found {
+			break
+		}
+		if b := bar(); b > 0 && !couldReach(remaining, la, remaining, b) {
+			break
+		}
+	}
+	if !found {
+		for _, d := range s.touched {
+			if s.state[d] == stScored {
+				continue
+			}
+			lb := len(ix.doc(d))
+			if !couldReach(min(int(s.ov[d])+remaining, la, lb), la, lb, bar()) {
+				continue
+			}
+			score(d)
+			if found {
+				break
+			}
+		}
+	}
+	if mode == modeTopK && len(s.top) < k {
+		// Every document reached was scored; the rest score 0 and follow in
+		// id order.
+		for id := lo; id < hi && len(s.top) < k; id++ {
+			if s.state[id] == stUntouched {
+				s.top = append(s.top, Match{ID: id, Score: 0})
+			}
+		}
+	}
+	for _, d := range s.touched {
+		s.ov[d] = 0
+		s.state[d] = stUntouched
+	}
+	s.touched = s.touched[:0]
+	s.kern.reset()
+	ix.pairsFull.Add(int64(computed))
+	ix.pairsPruned.Add(int64(hi - lo - computed))
+	switch mode {
+	case modeMax:
+		if best.score <= 0 {
+			// All scores are 0: the first id holds the maximum.
+			return searchResult{0, lo}
+		}
+	case modeExceeds:
+		if !found {
+			return searchResult{0, -1}
+		}
+	}
+	return best
+}
+
+// lcsSwapped scores a document shorter than a long (>64 token) query with
+// the document as the bit side, reusing the kernel's tables.
+func (ix *Index) lcsSwapped(s *scratch, doc []int32) int {
+	s.kern.prepare(doc)
+	n := s.kern.run(s.ids)
+	s.kern.reset()
+	return n
+}
+
+// insertTop keeps s.top sorted by score desc, id asc, at most k long.
+func (s *scratch) insertTop(m Match, k int) {
+	less := func(a, b Match) bool { return a.Score > b.Score || (a.Score == b.Score && a.ID < b.ID) }
+	if len(s.top) == k {
+		if !less(m, s.top[k-1]) {
+			return
+		}
+		s.top = s.top[:k-1]
+	}
+	i := len(s.top)
+	s.top = append(s.top, m)
+	for i > 0 && less(m, s.top[i-1]) {
+		s.top[i] = s.top[i-1]
+		i--
+	}
+	s.top[i] = m
+}
+
+// MaxSimilarity returns the highest ROUGE-L F-measure of text against the
+// indexed texts and the first id that has it; (0, -1) when the index is
+// empty. Like Python's max() over the list of scores, a pool that shares no
+// token with text gives (0, 0).
+func (ix *Index) MaxSimilarity(text string) (max float64, argmax int) {
+	s := ix.getScratch()
+	defer ix.putScratch(s)
+	ix.prepareText(s, text)
+	r := ix.search(s, 0, ix.Len(), modeMax, 0, 0, nil)
+	return r.score, r.id
+}
+
+// Exceeds reports whether any indexed text scores above threshold against
+// text, stopping at the first one found, which it returns as a witness
+// (score, id). It returns (false, 0, -1) otherwise.
+func (ix *Index) Exceeds(text string, threshold float64) (bool, float64, int) {
+	s := ix.getScratch()
+	defer ix.putScratch(s)
+	ix.prepareText(s, text)
+	r := ix.search(s, 0, ix.Len(), modeExceeds, threshold, 0, nil)
+	return r.id >= 0, r.score, r.id
+}
+
+// Match is one indexed text with its score against a query.
+type Match struct {
+	ID    int
+	Text  string
+	Score float64
+}
+
+// MostSimilar returns the k indexed texts most similar to text, by score
+// descending and then id ascending, like Alpaca's most_similar_instructions
+// (which takes np.argsort(scores)[-10:][::-1]). Two differences: numpy's
+// unstable sort may order equal scores differently, and Alpaca's dict keyed
+// by text merges duplicate texts; here every id is its own entry.
+func (ix *Index) MostSimilar(text string, k int) []Match {
+	if k <= 0 || ix.Len() == 0 {
+		return nil
+	}
+	s := ix.getScratch()
+	defer ix.putScratch(s)
+	ix.prepareText(s, text)
+	ix.search(s, 0, ix.Len(), modeTopK, 0, k, nil)
+	out := slices.Clone(s.top)
+	for i := range out {
+		out[i].Text = ix.texts[out[i].ID]
+	}
+	return out
+}
+
+// Scores returns the score of text against every indexed text, in id order.
+func (ix *Index) Scores(text string) []float64 {
+	all := make([]float64, ix.Len())
+	if len(all) == 0 {
+		return all
+	}
+	s := ix.getScratch()
+	defer ix.putScratch(s)
+	ix.prepareText(s, text)
+	ix.search(s, 0, ix.Len(), modeAll, 0, 0, all)
+	return all
+}
+
+// AverageSimilarity returns Alpaca's avg_similarity_score,
+// float(np.mean(scores)) over every indexed text, bit for bit: numpy sums
+// float64 with pairwise summation. It is NaN for an empty index, as numpy's
+// mean of an empty list.
+func (ix *Index) AverageSimilarity(text string) float64 {
+	return NumpyMean(ix.Scores(text))
+}
