@@ -43,7 +43,7 @@ func (o *OpenAI) classify(ctx context.Context, err error, in classifyInput) *out
 	if !in.sent {
 		// go-openai refused the request before any HTTP happened (a model it
 		// knows cannot take these parameters, for instance).
-		return &outcome{fatal: fmt.Errorf("%w: %s", ErrRejected, detail)}
+		return &outcome{fatal: fmt.Errorf("%w: not sent for model %q: %s", ErrRejected, o.cfg.Model, detail)}
 	}
 	if in.timedOut {
 		return &outcome{cause: CauseTimeout, status: in.status, detail: fmt.Sprintf("no answer within %s", o.cfg.Timeout)}
