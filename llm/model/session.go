@@ -1,0 +1,461 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+
+	"github.com/selfinstruct/selfinstruct/llm/quant"
+)
+
+// LayerActivations are the intermediate values of one transformer block for
+// the tokens of one batch, each a row-major [NTokens][width] matrix. They are
+// the forward pass's working buffers: by default one set is reused by every
+// layer; with Session.KeepActivations each layer keeps its own, which is what
+// a backward pass needs.
+type LayerActivations struct {
+	NTokens  int
+	AttnNorm []float32 // rmsnorm(input) * attn_norm: input of the q/k/v projections [n][embd]
+	Q        []float32 // query after bias and RoPE [n][heads*headDim]
+	K        []float32 // key after bias and RoPE, before rounding into the F16 cache [n][headsKV*headDim]
+	V        []float32 // value after bias [n][headsKV*headDim]
+	Attn     []float32 // attention output, heads concatenated, input of Wo [n][heads*headDim]
+	AttnOut  []float32 // Wo·Attn (+ bias) [n][embd]
+	FFNIn    []float32 // residual stream after attention: input + AttnOut [n][embd]
+	FFNNorm  []float32 // rmsnorm(FFNIn) * ffn_norm [n][embd]
+	Gate, Up []float32 // the two FFN projections [n][ff]
+	Act      []float32 // silu(Gate) * Up [n][ff]
+	FFNOut   []float32 // Down·Act [n][embd]
+	Out      []float32 // FFNIn + FFNOut: the block's output [n][embd]
+}
+
+func newLayerActivations(hp HParams, n int) LayerActivations {
+	q, kv := hp.Heads*hp.HeadDim, hp.HeadsKV*hp.HeadDim
+	return LayerActivations{
+		AttnNorm: make([]float32, n*hp.Embd),
+		Q:        make([]float32, n*q),
+		K:        make([]float32, n*kv),
+		V:        make([]float32, n*kv),
+		Attn:     make([]float32, n*q),
+		AttnOut:  make([]float32, n*hp.Embd),
+		FFNIn:    make([]float32, n*hp.Embd),
+		FFNNorm:  make([]float32, n*hp.Embd),
+		Gate:     make([]float32, n*hp.FF),
+		Up:       make([]float32, n*hp.FF),
+		Act:      make([]float32, n*hp.FF),
+		FFNOut:   make([]float32, n*hp.Embd),
+		Out:      make([]float32, n*hp.Embd),
+	}
+}
+
+// Session is one sequence being evaluated: its KV cache, position and
+// scratch buffers. Sessions of the same Model are independent and may run
+// concurrently; one Session must not be used from two goroutines at once.
+type Session struct {
+	m    *Model
+	nCtx int
+	pos  int
+
+	// The KV cache holds F16 like llama.cpp's default cache, position-major:
+	// k[layer][pos*kvDim + head*headDim + d].
+	k, v [][]uint16
+
+	pool  *pool
+	batch int
+
+	embd   []float32 // input of layer 0 [batch][embd]
+	acts   []LayerActivations
+	keep   bool
+	last   []float32 // output-norm of the batch's last token [embd]
+	logits []float32
+
+	in     actInput
+	mm     matmulJob
+	attn   attnJob
+	ropeCS []float32 // cos then sin for one position [RopeDim]
+}
+
+// ErrContextFull is returned by Eval when the tokens do not fit in the
+// session's context.
+var ErrContextFull = errors.New("model: context is full")
+
+// NewSession returns a session with room for nCtx tokens (0 means the
+// model's training context). Its memory is allocated here, once.
+func (m *Model) NewSession(nCtx int) (*Session, error) {
+	hp := m.HP
+	if nCtx <= 0 {
+		nCtx = hp.ContextLen
+	}
+	if nCtx <= 0 {
+		return nil, fmt.Errorf("model: invalid context size %d", nCtx)
+	}
+	kvDim := hp.HeadsKV * hp.HeadDim
+	batch := min(m.batch, nCtx)
+	s := &Session{m: m, nCtx: nCtx, batch: batch, pool: newPool(m.threads)}
+	s.k = make([][]uint16, hp.Layers)
+	s.v = make([][]uint16, hp.Layers)
+	for i := range s.k {
+		s.k[i] = make([]uint16, nCtx*kvDim)
+		s.v[i] = make([]uint16, nCtx*kvDim)
+	}
+	s.embd = make([]float32, batch*hp.Embd)
+	s.acts = []LayerActivations{newLayerActivations(hp, batch)}
+	s.last = make([]float32, hp.Embd)
+	s.logits = make([]float32, hp.Vocab)
+	maxCols := max(hp.Embd, hp.FF, hp.Heads*hp.HeadDim)
+	s.in.init(batch, maxCols)
+	s.attn.init(s, m.threads)
+	s.ropeCS = make([]float32, hp.RopeDim)
+	// Workers hold no reference to the Session, so an abandoned Session is
+	// collected and its goroutines stopped even without Close.
+	runtime.AddCleanup(s, func(p *pool) { p.close() }, s.pool)
+	return s, nil
+}
+
+// Close stops the session's worker goroutines. The session must not be used
+// afterwards. Calling it is optional but frees the goroutines promptly.
+func (s *Session) Close() { s.pool.close() }
+
+// Model returns the model the session runs.
+func (s *Session) Model() *Model { return s.m }
+
+// Pos is the number of tokens in the KV cache.
+func (s *Session) Pos() int { return s.pos }
+
+// ContextSize is the capacity of the KV cache in tokens.
+func (s *Session) ContextSize() int { return s.nCtx }
+
+// Reset empties the KV cache; the next Eval starts at position 0.
+func (s *Session) Reset() { s.pos = 0 }
+
+// KeepActivations makes every layer keep its own LayerActivations (for a
+// backward pass) instead of sharing one set. It allocates on first use.
+func (s *Session) KeepActivations(keep bool) {
+	s.keep = keep
+	if keep && len(s.acts) < s.m.HP.Layers {
+		for len(s.acts) < s.m.HP.Layers {
+			s.acts = append(s.acts, newLayerActivations(s.m.HP, s.batch))
+		}
+	}
+}
+
+// Activations returns the activations of the last batch Eval processed: one
+// entry per layer with KeepActivations(true), otherwise a single entry that
+// holds the last layer's values. Valid until the next Eval.
+func (s *Session) Activations() []LayerActivations {
+	if s.keep {
+		return s.acts[:s.m.HP.Layers]
+	}
+	return s.acts[:1]
+}
+
+// Eval appends tokens to the sequence and returns the logits that predict the
+// token after the last one (len = vocabulary size). The tokens go through the
+// layers in batches of up to Options.BatchSize. The returned slice belongs to
+// the session and is overwritten by the next Eval.
+func (s *Session) Eval(tokens []int32) ([]float32, error) {
+	if len(tokens) == 0 {
+		return nil, errors.New("model: Eval needs at least one token")
+	}
+	if s.pos+len(tokens) > s.nCtx {
+		return nil, fmt.Errorf("%w: %d tokens in cache + %d new > %d", ErrContextFull, s.pos, len(tokens), s.nCtx)
+	}
+	for _, t := range tokens {
+		if t < 0 || int(t) >= s.m.HP.Vocab {
+			return nil, fmt.Errorf("model: token id %d out of range [0,%d)", t, s.m.HP.Vocab)
+		}
+	}
+	for start := 0; start < len(tokens); start += s.batch {
+		end := min(len(tokens), start+s.batch)
+		if err := s.forward(tokens[start:end], end == len(tokens)); err != nil {
+			return nil, err
+		}
+	}
+	return s.logits, nil
+}
+
+// forward runs one batch through the model at positions s.pos.. and, when
+// wantLogits, computes the logits of its last token.
+func (s *Session) forward(tokens []int32, wantLogits bool) error {
+	m, hp := s.m, s.m.HP
+	n := len(tokens)
+	E := hp.Embd
+
+	// Token embeddings: rows of token_embd dequantised, as ggml_get_rows does.
+	for t, id := range tokens {
+		if err := quant.Dequantize(m.TokenEmbd.Type, m.TokenEmbd.Row(int(id)), s.embd[t*E:(t+1)*E]); err != nil {
+			return fmt.Errorf("model: embedding of token %d: %w", id, err)
+		}
+	}
+	x := s.embd
+	for il := range m.Layers {
+		a := &s.acts[0]
+		if s.keep {
+			a = &s.acts[il]
+		}
+		a.NTokens = n
+		s.layer(il, x, a, n)
+		x = a.Out
+	}
+	s.pos += n
+	if !wantLogits {
+		return nil
+	}
+	rmsNorm(s.last, x[(n-1)*E:n*E], m.OutputNorm, hp.RMSEps)
+	s.in.set(s.last, 1, E)
+	s.matmul(s.logits, m.Output)
+	return nil
+}
+
+// layer runs transformer block il on the n input rows x (the previous
+// block's output) and leaves everything in a. x may alias a.Out.
+func (s *Session) layer(il int, x []float32, a *LayerActivations, n int) {
+	m, hp := s.m, s.m.HP
+	L := &m.Layers[il]
+	E := hp.Embd
+	qDim, kvDim := hp.Heads*hp.HeadDim, hp.HeadsKV*hp.HeadDim
+
+	// Attention block.
+	for t := 0; t < n; t++ {
+		rmsNorm(a.AttnNorm[t*E:(t+1)*E], x[t*E:(t+1)*E], L.AttnNorm, hp.RMSEps)
+	}
+	s.in.set(a.AttnNorm, n, E)
+	s.matmul(a.Q[:n*qDim], L.Wq)
+	s.matmul(a.K[:n*kvDim], L.Wk)
+	s.matmul(a.V[:n*kvDim], L.Wv)
+	addBias(a.Q[:n*qDim], L.Bq)
+	addBias(a.K[:n*kvDim], L.Bk)
+	addBias(a.V[:n*kvDim], L.Bv)
+
+	thetaScale := float32(math.Pow(float64(hp.RopeBase), float64(float32(-2)/float32(hp.RopeDim))))
+	half := hp.RopeDim / 2
+	cos, sin := s.ropeCS[:half], s.ropeCS[half:]
+	for t := 0; t < n; t++ {
+		pos := s.pos + t
+		ropeCache(cos, sin, pos, thetaScale, hp.RopeScale, m.RopeFreqs)
+		for h := 0; h < hp.Heads; h++ {
+			rope(a.Q[t*qDim+h*hp.HeadDim:], cos, sin, hp.RopeStyle)
+		}
+		for h := 0; h < hp.HeadsKV; h++ {
+			rope(a.K[t*kvDim+h*hp.HeadDim:], cos, sin, hp.RopeStyle)
+		}
+		// Store K and V rounded to F16 before attending: the batch's own
+		// tokens are read back from the cache like earlier ones.
+		kc := s.k[il][pos*kvDim : (pos+1)*kvDim]
+		vc := s.v[il][pos*kvDim : (pos+1)*kvDim]
+		for i := range kc {
+			kc[i] = quant.FP32ToFP16(a.K[t*kvDim+i])
+			vc[i] = quant.FP32ToFP16(a.V[t*kvDim+i])
+		}
+	}
+	s.attn.prepare(il, a, n)
+	s.pool.parallel(n*hp.Heads, 1, &s.attn)
+
+	s.in.set(a.Attn, n, qDim)
+	s.matmul(a.AttnOut[:n*E], L.Wo)
+	addBias(a.AttnOut[:n*E], L.Bo)
+	for i := range n * E {
+		a.FFNIn[i] = x[i] + a.AttnOut[i]
+	}
+
+	// Feed-forward block (SwiGLU).
+	for t := 0; t < n; t++ {
+		rmsNorm(a.FFNNorm[t*E:(t+1)*E], a.FFNIn[t*E:(t+1)*E], L.FFNNorm, hp.RMSEps)
+	}
+	F := hp.FF
+	s.in.set(a.FFNNorm, n, E)
+	s.matmul(a.Gate[:n*F], L.Gate)
+	s.matmul(a.Up[:n*F], L.Up)
+	for t := 0; t < n; t++ {
+		swiGLU(a.Act[t*F:(t+1)*F], a.Gate[t*F:(t+1)*F], a.Up[t*F:(t+1)*F])
+	}
+	s.in.set(a.Act, n, F)
+	s.matmul(a.FFNOut[:n*E], L.Down)
+	for i := range n * E {
+		a.Out[i] = a.FFNIn[i] + a.FFNOut[i]
+	}
+}
+
+// addBias adds a bias row to every row of x; b nil means no bias.
+func addBias(x, b []float32) {
+	if b == nil {
+		return
+	}
+	for i := range x {
+		x[i] += b[i%len(b)]
+	}
+}
+
+// actInput is the input of a batch of matrix products: n rows of float32
+// activations and, per vec-dot type, the same rows quantised the way ggml
+// converts src1 before its dot products (Q8_0 for Q4_0/Q8_0 weights, Q8_K for
+// K-quants, F16 for F16). Each conversion happens once per input, however
+// many weights read it.
+type actInput struct {
+	x      []float32
+	n, dim int
+	convs  []actConv
+}
+
+type actConv struct {
+	typ    quant.Type
+	buf    []byte
+	stride int
+	valid  bool
+}
+
+func (in *actInput) init(batch, maxCols int) {
+	for _, t := range []quant.Type{quant.F32, quant.F16, quant.Q8_0, quant.Q8_K} {
+		// Row sizes of the padded width bound every real row (a K-quant
+		// row must be a multiple of 256 anyway).
+		w := (maxCols + quant.QKK - 1) / quant.QKK * quant.QKK
+		rb, err := quant.RowBytes(t, w)
+		if err != nil {
+			continue
+		}
+		in.convs = append(in.convs, actConv{typ: t, buf: make([]byte, batch*rb)})
+	}
+}
+
+func (in *actInput) set(x []float32, n, dim int) {
+	in.x, in.n, in.dim = x, n, dim
+	for i := range in.convs {
+		in.convs[i].valid = false
+	}
+}
+
+// as returns the input rows converted to type t, converting on first use.
+func (in *actInput) as(t quant.Type) ([]byte, int, error) {
+	for i := range in.convs {
+		c := &in.convs[i]
+		if c.typ != t {
+			continue
+		}
+		if !c.valid {
+			rb, err := quant.RowBytes(t, in.dim)
+			if err != nil {
+				return nil, 0, err
+			}
+			for r := 0; r < in.n; r++ {
+				quant.QuantizeRow(t, in.x[r*in.dim:(r+1)*in.dim], c.buf[r*rb:(r+1)*rb])
+			}
+			c.stride, c.valid = rb, true
+		}
+		return c.buf, c.stride, nil
+	}
+	return nil, 0, fmt.Errorf("model: no activation conversion to %s", t)
+}
+
+// matmul computes out[t][r] = W[r]·x[t] for the current input rows, split
+// over the pool by weight rows so every worker streams its own slice of W
+// once for the whole batch.
+func (s *Session) matmul(out []float32, w *Weight) {
+	xq, stride, err := s.in.as(quant.VecDotType(w.Type))
+	if err != nil {
+		// Load accepts only types whose vec-dot type is converted above.
+		panic(err)
+	}
+	s.mm = matmulJob{w: w, xq: xq, stride: stride, n: s.in.n, out: out}
+	s.pool.parallel(w.Rows, 16, &s.mm)
+}
+
+type matmulJob struct {
+	w      *Weight
+	xq     []byte
+	stride int
+	n      int
+	out    []float32
+}
+
+func (j *matmulJob) run(_, lo, hi int) {
+	w := j.w
+	for r := lo; r < hi; r++ {
+		row := w.Row(r)
+		for t := 0; t < j.n; t++ {
+			j.out[t*w.Rows+r] = quant.VecDot(w.Type, w.Cols, row, j.xq[t*j.stride:(t+1)*j.stride])
+		}
+	}
+}
+
+// attnJob computes causal attention for (token, head) pairs against the F16
+// cache, with llama.cpp's non-flash-attention numerics: Q rounded to F16,
+// Q·K summed in double, scale applied inside the softmax, probabilities
+// rounded to F16 before they weight V (again summed in double).
+type attnJob struct {
+	s      *Session
+	layer  int
+	a      *LayerActivations
+	n      int
+	scale  float32
+	scores [][]float32 // per worker [nCtx]
+	q16    [][]float32 // per worker [headDim]
+	acc    [][]float64 // per worker [headDim]
+}
+
+func (j *attnJob) init(s *Session, workers int) {
+	j.s = s
+	hd := s.m.HP.HeadDim
+	j.scale = 1 / float32(math.Sqrt(float64(hd)))
+	for range workers {
+		j.scores = append(j.scores, make([]float32, s.nCtx))
+		j.q16 = append(j.q16, make([]float32, hd))
+		j.acc = append(j.acc, make([]float64, hd))
+	}
+}
+
+func (j *attnJob) prepare(layer int, a *LayerActivations, n int) {
+	j.layer, j.a, j.n = layer, a, n
+}
+
+func (j *attnJob) run(worker, lo, hi int) {
+	s, hp := j.s, j.s.m.HP
+	hd := hp.HeadDim
+	qDim, kvDim := hp.Heads*hd, hp.HeadsKV*hd
+	group := hp.Heads / hp.HeadsKV
+	kc, vc := s.k[j.layer], s.v[j.layer]
+	q16, acc := j.q16[worker], j.acc[worker]
+	for idx := lo; idx < hi; idx++ {
+		t, h := idx/hp.Heads, idx%hp.Heads
+		pos := s.pos + t // the token attends to positions 0..pos
+		kvh := h / group
+		q := j.a.Q[t*qDim+h*hd : t*qDim+(h+1)*hd]
+		for d, v := range q {
+			q16[d] = f16to32(quant.FP32ToFP16(v))
+		}
+		scores := j.scores[worker][:pos+1]
+		for p := range scores {
+			k := kc[p*kvDim+kvh*hd : p*kvDim+(kvh+1)*hd]
+			var sum float64
+			for d, kv := range k {
+				sum += float64(q16[d] * f16to32(kv))
+			}
+			scores[p] = float32(sum) * j.scale
+		}
+		softMax(scores)
+		clear(acc)
+		for p, pr := range scores {
+			pr16 := f16to32(quant.FP32ToFP16(pr))
+			v := vc[p*kvDim+kvh*hd : p*kvDim+(kvh+1)*hd]
+			for d, vv := range v {
+				acc[d] += float64(pr16 * f16to32(vv))
+			}
+		}
+		out := j.a.Attn[t*qDim+h*hd : t*qDim+(h+1)*hd]
+		for d := range out {
+			out[d] = float32(acc[d])
+		}
+	}
+}
+
+// f16to32 converts through a table, as ggml does: the attention inner loops
+// convert every cached element.
+func f16to32(h uint16) float32 { return f16Table[h] }
+
+var f16Table = func() []float32 {
+	t := make([]float32, 1<<16)
+	for i := range t {
+		t[i] = quant.FP16ToFP32(uint16(i))
+	}
+	return t
+}()
