@@ -221,8 +221,20 @@ func (ix *Index) search(s *scratch, lo, hi int, mode searchMode, threshold float
 		return searchResult{0, -1}
 	}
 	la := len(s.ids)
+	if mode == modeExceeds && threshold < 0 {
+		// Every score, even 0, exceeds a negative threshold.
+		d := ix.doc(int32(lo))
+		f := fmeasure(s.kern.lcs(s.ids, d), la, len(d))
+		ix.pairsFull.Add(1)
+		ix.pairsPruned.Add(int64(hi - lo - 1))
+		return searchResult{f, lo}
+	}
 	if la == 0 {
+		// Every score is 0.
 		ix.pairsPruned.Add(int64(hi - lo))
+		if mode == modeExceeds {
+			return searchResult{0, -1}
+		}
 		if mode == modeTopK {
 			s.top = s.top[:0]
 			for id := lo; id < hi && len(s.top) < k; id++ {
