@@ -22,14 +22,14 @@ func halfToF64(b []byte) float64 {
 	mant := float64(h & 0x3ff)
 	switch exp {
 	case 0:
-		return sign * mant * math.Pow(2, -24)
+		return sign * math.Ldexp(mant, -24)
 	case 31:
 		if mant != 0 {
 			return math.NaN()
 		}
 		return sign * math.Inf(1)
 	}
-	return sign * (1 + mant/1024) * math.Pow(2, float64(exp-15))
+	return sign * math.Ldexp(1+mant/1024, exp-15)
 }
 
 func slowDequant(t quant.Type, src []byte, n int) []float64 {

@@ -1,0 +1,258 @@
+package quant
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// VecDotType is the type ggml's CPU backend converts activations to before
+// multiplying them with weights of type t (its type_traits_cpu vec_dot_type).
+// Types without a dot-product kernel return themselves.
+func VecDotType(t Type) Type {
+	switch t {
+	case Q4_0, Q8_0:
+		return Q8_0
+	case Q4_K, Q6_K:
+		return Q8_K
+	}
+	return t
+}
+
+// VecDotFunc computes the dot product of one row of n weights (w) with n
+// activations (x) already converted to the weight type's VecDotType.
+type VecDotFunc func(n int, w, x []byte) float32
+
+// vecDotKernels is the dispatch table VecDot uses. It starts with the pure-Go
+// reference kernels; an architecture-specific file may replace entries in its
+// init after checking CPU features. Any replacement must return exactly what
+// the reference returns, which the tests check via vecDotReference.
+var vecDotKernels = map[Type]VecDotFunc{
+	F32:  vecDotF32,
+	F16:  vecDotF16,
+	BF16: vecDotBF16,
+	Q4_0: vecDotQ4_0Q8_0,
+	Q8_0: vecDotQ8_0Q8_0,
+	Q4_K: vecDotQ4KQ8K,
+	Q6_K: vecDotQ6KQ8K,
+}
+
+// vecDotReference keeps the reference kernels reachable when vecDotKernels
+// has been given faster ones.
+var vecDotReference = func() map[Type]VecDotFunc {
+	m := make(map[Type]VecDotFunc, len(vecDotKernels))
+	for t, f := range vecDotKernels {
+		m[t] = f
+	}
+	return m
+}()
+
+// HasVecDot reports whether VecDot supports weights of type t.
+func HasVecDot(t Type) bool { return vecDotKernels[t] != nil }
+
+// VecDot returns the dot product of w, one row of n elements of type t, with
+// x, n elements of VecDotType(t) (see QuantizeRow), summed in the order of
+// ggml's scalar reference kernels so that results match llama.cpp bit for
+// bit. Wrong sizes or a type without a kernel are programming errors and
+// panic.
+func VecDot(t Type, n int, w, x []byte) float32 {
+	f := vecDotKernels[t]
+	if f == nil {
+		panic(fmt.Sprintf("quant: no dot-product kernel for %s", t))
+	}
+	checkVecDotArgs(t, n, w, x)
+	return f(n, w, x)
+}
+
+func checkVecDotArgs(t Type, n int, w, x []byte) {
+	wb, err := RowBytes(t, n)
+	if err != nil {
+		panic("quant: VecDot: " + err.Error())
+	}
+	xb, err := RowBytes(VecDotType(t), n)
+	if err != nil {
+		panic("quant: VecDot: " + err.Error())
+	}
+	if len(w) != wb || len(x) != xb {
+		panic(fmt.Sprintf("quant: VecDot %s n=%d: weights %d bytes (want %d), activations %d bytes (want %d)", t, n, len(w), wb, len(x), xb))
+	}
+}
+
+// QuantizeRow converts activations x into dst, encoded as type t, which is
+// meant to be a VecDotType (Q8_0, Q8_K, F16, BF16 or F32): the conversion
+// ggml's from_float performs before a dot product. dst must hold exactly
+// RowBytes(t, len(x)) bytes; anything else panics.
+func QuantizeRow(t Type, x []float32, dst []byte) {
+	if !t.Supported() {
+		panic(fmt.Sprintf("quant: QuantizeRow: unsupported type %s", t))
+	}
+	want, err := RowBytes(t, len(x))
+	if err != nil {
+		panic("quant: QuantizeRow: " + err.Error())
+	}
+	if len(dst) != want {
+		panic(fmt.Sprintf("quant: QuantizeRow %s: dst has %d bytes, want %d", t, len(dst), want))
+	}
+	quantizeInto(t, x, dst)
+}
+
+func f32At(b []byte, i int) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:])) }
+
+// vecDotF32 is ggml_vec_dot_f32's scalar loop: float32 products summed in
+// float64.
+func vecDotF32(n int, w, x []byte) float32 {
+	var sum float64
+	for i := 0; i < n; i++ {
+		sum += float64(f32At(w, i) * f32At(x, i))
+	}
+	return float32(sum)
+}
+
+// vecDotF16 is ggml_vec_dot_f16's scalar loop. Half-precision products are
+// exact in float32; they are summed in float64.
+func vecDotF16(n int, w, x []byte) float32 {
+	w, x = w[:2*n], x[:2*n]
+	var sum float64
+	for i := 0; i < len(w); i += 2 {
+		a := FP16ToFP32(binary.LittleEndian.Uint16(w[i:]))
+		b := FP16ToFP32(binary.LittleEndian.Uint16(x[i:]))
+		sum += float64(a * b)
+	}
+	return float32(sum)
+}
+
+// vecDotBF16 is ggml_vec_dot_bf16's scalar loop.
+func vecDotBF16(n int, w, x []byte) float32 {
+	w, x = w[:2*n], x[:2*n]
+	var sum float64
+	for i := 0; i < len(w); i += 2 {
+		a := BF16ToFP32(binary.LittleEndian.Uint16(w[i:]))
+		b := BF16ToFP32(binary.LittleEndian.Uint16(x[i:]))
+		sum += float64(a * b)
+	}
+	return float32(sum)
+}
+
+// vecDotQ8_0Q8_0 is ggml_vec_dot_q8_0_q8_0_generic: an exact integer sum per
+// block, scaled by (d_w*d_x) and accumulated in float32 block after block.
+func vecDotQ8_0Q8_0(n int, w, x []byte) float32 {
+	var sum float32
+	for b := 0; b < n/QK; b++ {
+		wb := w[b*q8_0Bytes : (b+1)*q8_0Bytes]
+		xb := x[b*q8_0Bytes : (b+1)*q8_0Bytes]
+		wq, xq := wb[2:q8_0Bytes], xb[2:q8_0Bytes]
+		var isum int32
+		for j := range wq {
+			isum += int32(int8(wq[j])) * int32(int8(xq[j]))
+		}
+		sum += float32(float32(isum) * float32(f16At(wb, 0)*f16At(xb, 0)))
+	}
+	return sum
+}
+
+// vecDotQ4_0Q8_0 is ggml_vec_dot_q4_0_q8_0_generic. Unlike Q8_0 it scales as
+// (isum*d_w)*d_x.
+func vecDotQ4_0Q8_0(n int, w, x []byte) float32 {
+	var sum float32
+	for b := 0; b < n/QK; b++ {
+		wb := w[b*q4_0Bytes : (b+1)*q4_0Bytes]
+		xb := x[b*q8_0Bytes : (b+1)*q8_0Bytes]
+		wq, xq := wb[2:q4_0Bytes], xb[2:q8_0Bytes]
+		var lo, hi int32
+		for j, q := range wq {
+			lo += (int32(q&0x0F) - 8) * int32(int8(xq[j]))
+			hi += (int32(q>>4) - 8) * int32(int8(xq[j+QK/2]))
+		}
+		sum += float32(float32(float32(lo+hi)*f16At(wb, 0)) * f16At(xb, 0))
+	}
+	return sum
+}
+
+// The K-quant kernels follow ggml's scalar versions, which accumulate the
+// integer products into 8 lanes (element index mod 8) per block, scale each
+// lane by d_w*d_x into 8 float32 partial sums, and add the lanes at the very
+// end. The integer parts are exact, so only that float order matters.
+
+// vecDotQ4KQ8K is ggml_vec_dot_q4_K_q8_K_generic.
+func vecDotQ4KQ8K(n int, w, x []byte) float32 {
+	var sums [8]float32
+	var sumf float32
+	for b := 0; b < n/QKK; b++ {
+		wb := w[b*q4KBytes : (b+1)*q4KBytes]
+		xb := x[b*q8KBytes : (b+1)*q8KBytes]
+		packed := wb[q4KScales : q4KScales+12]
+		qs := wb[q4KQs:q4KBytes]
+		q8 := xb[q8KQs : q8KQs+QKK]
+
+		var scales, mins [8]int32
+		for j := range scales {
+			sc, m := getScaleMinK4(j, packed)
+			scales[j], mins[j] = int32(sc), int32(m)
+		}
+		// The mins multiply the activation sums of each 16 (bsums), two per
+		// 32-element sub-block.
+		var sumMins int32
+		for j := 0; j < QKK/16; j++ {
+			bsum := int32(int16(binary.LittleEndian.Uint16(xb[q8KBsums+2*j:])))
+			sumMins += bsum * mins[j/2]
+		}
+		var lanes [8]int32
+		for j := 0; j < QKK/64; j++ {
+			lowScale, highScale := scales[2*j], scales[2*j+1]
+			qj := qs[32*j : 32*j+32]
+			xl := q8[64*j : 64*j+32]
+			xh := q8[64*j+32 : 64*j+64]
+			for l, q := range qj {
+				lanes[l%8] += lowScale * int32(q&0xF) * int32(int8(xl[l]))
+				lanes[l%8] += highScale * int32(q>>4) * int32(int8(xh[l]))
+			}
+		}
+		dx := f32At(xb, 0)
+		d := f16At(wb, 0) * dx
+		for l := range sums {
+			sums[l] += float32(d * float32(lanes[l]))
+		}
+		dmin := f16At(wb, 2) * dx
+		sumf -= float32(dmin * float32(sumMins))
+	}
+	for _, s := range sums {
+		sumf += s
+	}
+	return sumf
+}
+
+// vecDotQ6KQ8K is ggml_vec_dot_q6_K_q8_K_generic.
+func vecDotQ6KQ8K(n int, w, x []byte) float32 {
+	var sums [8]float32
+	for b := 0; b < n/QKK; b++ {
+		wb := w[b*q6KBytes : (b+1)*q6KBytes]
+		xb := x[b*q8KBytes : (b+1)*q8KBytes]
+		q8 := xb[q8KQs : q8KQs+QKK]
+		var lanes [8]int32
+		for half := 0; half < 2; half++ {
+			ql := wb[64*half : 64*half+64]
+			qh := wb[q6KQh+32*half : q6KQh+32*half+32]
+			sc := wb[q6KScales+8*half : q6KScales+8*half+8]
+			xs := q8[128*half : 128*half+128]
+			for l := 0; l < 32; l++ {
+				// Element l+32k of this half uses scale sc[l/16 + 2k].
+				is := l / 16
+				q1, q2, q3, q4 := q6KValues(ql, qh, l)
+				lane := l % 8
+				lanes[lane] += int32(int8(sc[is])) * q1 * int32(int8(xs[l]))
+				lanes[lane] += int32(int8(sc[is+2])) * q2 * int32(int8(xs[l+32]))
+				lanes[lane] += int32(int8(sc[is+4])) * q3 * int32(int8(xs[l+64]))
+				lanes[lane] += int32(int8(sc[is+6])) * q4 * int32(int8(xs[l+96]))
+			}
+		}
+		d := f16At(wb, q6KD) * f32At(xb, 0)
+		for l := range sums {
+			sums[l] += float32(d * float32(lanes[l]))
+		}
+	}
+	var sumf float32
+	for _, s := range sums {
+		sumf += s
+	}
+	return sumf
+}
