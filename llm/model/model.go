@@ -165,7 +165,7 @@ func (l *loader) matrix(name string, cols, rows int) *Weight {
 		return nil
 	}
 	switch vt := quant.VecDotType(info.Type); vt {
-	case quant.F32, quant.F16, quant.Q8_0, quant.Q8_K:
+	case quant.F32, quant.F16, quant.BF16, quant.Q8_0, quant.Q8_K:
 		if _, err := quant.RowBytes(vt, cols); err != nil {
 			l.err = fmt.Errorf("tensor %s: activations as %s: %w", name, vt, err)
 			return nil

@@ -290,7 +290,7 @@ func addBias(x, b []float32) {
 // actInput is the input of a batch of matrix products: n rows of float32
 // activations and, per vec-dot type, the same rows quantised the way ggml
 // converts src1 before its dot products (Q8_0 for Q4_0/Q8_0 weights, Q8_K for
-// K-quants, F16 for F16). Each conversion happens once per input, however
+// K-quants, F16 for F16, BF16 for BF16). Each conversion happens once per input, however
 // many weights read it.
 type actInput struct {
 	x      []float32
@@ -306,7 +306,7 @@ type actConv struct {
 }
 
 func (in *actInput) init(batch, maxCols int) {
-	for _, t := range []quant.Type{quant.F32, quant.F16, quant.Q8_0, quant.Q8_K} {
+	for _, t := range []quant.Type{quant.F32, quant.F16, quant.BF16, quant.Q8_0, quant.Q8_K} {
 		// Row sizes of the padded width bound every real row (a K-quant
 		// row must be a multiple of 256 anyway).
 		w := (maxCols + quant.QKK - 1) / quant.QKK * quant.QKK
