@@ -135,9 +135,9 @@ func TestParseAlpacaResponseCases(t *testing.T) {
 			dropped: map[DropReason]int{DropOutOfRange: 2},
 		},
 		{
-			name:    "empty output dropped",
-			text:    continuation(3, fmtItem(4, "Name a fruit.", "<noinput>", " "), fmtItem(5, " ", "<noinput>", "x")),
-			n:       3, finish: "stop",
+			name: "empty output dropped",
+			text: continuation(3, fmtItem(4, "Name a fruit.", "<noinput>", " "), fmtItem(5, " ", "<noinput>", "x")),
+			n:    3, finish: "stop",
 			dropped: map[DropReason]int{DropEmptyField: 2},
 		},
 		{
