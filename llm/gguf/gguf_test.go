@@ -1,8 +1,10 @@
 package gguf
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -193,30 +195,48 @@ func TestVocabFiles(t *testing.T) {
 	}
 }
 
-// Every proper prefix of a real file must fail cleanly, with the truncation
-// reported, never a panic.
+// Every proper prefix of a file must fail cleanly, with the truncation
+// reported, never a panic: every prefix of small files covering all value
+// and tensor kinds, and a sparse walk through a real model.
 func TestTruncatedFiles(t *testing.T) {
+	check := func(name string, data []byte, stride int) {
+		t.Helper()
+		f, err := Parse(data)
+		if err != nil {
+			t.Fatalf("%s: full file: %v", name, err)
+		}
+		// Padding after the last tensor is optional; everything before its
+		// end is required.
+		required := len(data)
+		if len(f.Tensors) > 0 {
+			required = 0
+			for _, ti := range f.Tensors {
+				required = max(required, int(ti.Offset+ti.Size))
+			}
+		}
+		for n := 0; n < required; n += stride {
+			if n > int(f.DataOffset)+64 {
+				stride = 4099 // the data section is only sized, not parsed
+			}
+			_, err := Parse(data[:n])
+			if err == nil {
+				t.Fatalf("%s: prefix of %d bytes parsed without error", name, n)
+			}
+			if n >= 8 && !errors.Is(err, errTruncated) {
+				t.Fatalf("%s: prefix of %d bytes: error %q does not report truncation", name, n, err)
+			}
+		}
+	}
+	for i, seed := range fuzzSeeds(t) {
+		if len(seed) > 24 { // the empty file parses at its full 24 bytes only
+			check(fmt.Sprintf("seed %d", i), seed, 1)
+		}
+	}
 	data, err := os.ReadFile(sharedFile(t, "stories260K-Q4_0.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	step := 1
-	for n := 0; n < len(data); n += step {
-		if n > int(f.DataOffset)+64 {
-			step = 997 // the data section is only sized, not parsed
-		}
-		_, err := Parse(data[:n])
-		if err == nil {
-			t.Fatalf("prefix of %d bytes parsed without error", n)
-		}
-		if n >= 8 && !errors.Is(err, errTruncated) {
-			t.Fatalf("prefix of %d bytes: error %q does not report truncation", n, err)
-		}
-	}
+	check("stories260K-Q4_0.gguf", data, 31)
 }
 
 func header(version uint32, nTensors, nKV uint64) []byte {
@@ -294,6 +314,35 @@ func TestHostileHeaders(t *testing.T) {
 				t.Fatalf("error %q does not mention %q", err, c.want)
 			}
 		})
+	}
+}
+
+// Version 2 has the same layout as version 3 (which only added a marker for
+// big-endian files), so a v3 file relabelled as v2 must read the same.
+func TestVersion2(t *testing.T) {
+	w := NewWriter()
+	w.SetString("general.architecture", "llama")
+	if err := w.AddTensor("t", quant.F32, []uint64{2, 2}, make([]byte, 16)); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := w.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	binary.LittleEndian.PutUint32(data[4:], 2)
+	f, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Version != 2 || len(f.Tensors) != 1 || f.Tensors[0].Elements() != 4 {
+		t.Errorf("v2 file: version %d, tensors %+v", f.Version, f.Tensors)
+	}
+	if arch, _ := f.String("general.architecture"); arch != "llama" {
+		t.Errorf("architecture %q", arch)
+	}
+	if err := f.Close(); err != nil {
+		t.Error(err)
 	}
 }
 
