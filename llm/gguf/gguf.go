@@ -483,11 +483,28 @@ func (p *parser) array(depth int) (*Array, error) {
 	a := &Array{Elem: elem, n: int(n)}
 	switch elem {
 	case TypeString:
-		a.strs = make([]string, n)
-		for i := range a.strs {
-			if a.strs[i], err = p.str(fmt.Sprintf("string %d of array", i)); err != nil {
-				return nil, err
+		// Vocabularies hold hundreds of thousands of strings: validate the
+		// lengths in a first pass, then copy the whole region once and let
+		// every element share that one allocation.
+		for i := uint64(0); i < n; i++ {
+			at := p.pos
+			l, err := p.u64("array string length")
+			if err != nil {
+				return nil, fmt.Errorf("string %d of array: %w", i, err)
 			}
+			if l > p.remaining() {
+				return nil, fmt.Errorf("string %d of array at offset %d: length %d exceeds the %d bytes left: %w", i, at, l, p.remaining(), errTruncated)
+			}
+			p.pos += l
+		}
+		raw := p.data[start+8 : p.pos]
+		blob := string(raw)
+		a.strs = make([]string, n)
+		off := uint64(0)
+		for i := range a.strs {
+			l := binary.LittleEndian.Uint64(raw[off:])
+			a.strs[i] = blob[off+8 : off+8+l]
+			off += 8 + l
 		}
 	case TypeArray:
 		a.nested = make([]Value, n)
