@@ -73,8 +73,6 @@ func (r ParseResult) DroppedTotal() int {
 // it, which is what lets a swallowed item be recognised.
 var itemMarker = regexp.MustCompile(`\b(\d+)[ \t]*\.\s*(Instruction|Input|Output):`)
 
-var leadingInstructionMarker = regexp.MustCompile(`^\s*\d+[ \t]*\.\s*Instruction:`)
-
 type markerKind int
 
 const (
@@ -122,9 +120,10 @@ func ParseAlpacaResponse(text string, numPromptInstructions int, finishReason st
 	res := ParseResult{Dropped: map[DropReason]int{}}
 	first := max(numPromptInstructions, 0) + 1
 	prefix := strconv.Itoa(first) + ". Instruction:"
-	// A chat model often restates the open item's marker; prepending ours
-	// too would leave an empty item in front of it.
-	if leadingInstructionMarker.MatchString(text) {
+	// A chat model often restates the open item's marker, sometimes after a
+	// line of preamble; prepending ours too would leave an empty item in
+	// front of it.
+	if restatesOpenItem(text, first) {
 		prefix = ""
 	}
 	chunks := strings.Split(prefix+text, "###")
@@ -140,6 +139,23 @@ func ParseAlpacaResponse(text string, numPromptInstructions int, finishReason st
 		parseChunk(chunk, first, truncated, &res)
 	}
 	return res
+}
+
+// restatesOpenItem reports whether the first item marker at a line start,
+// before any ###, is "{first}. Instruction:": the response writes the open
+// item's marker itself rather than continuing after it.
+func restatesOpenItem(text string, first int) bool {
+	head := text
+	if i := strings.Index(text, "###"); i >= 0 {
+		head = text[:i]
+	}
+	for _, f := range itemMarker.FindAllStringSubmatchIndex(head, -1) {
+		if !atLineStart(head, f[0]) {
+			continue
+		}
+		return head[f[4]:f[5]] == "Instruction" && head[f[2]:f[3]] == strconv.Itoa(first)
+	}
+	return false
 }
 
 func parseChunk(chunk string, first int, truncated bool, res *ParseResult) {
@@ -214,7 +230,7 @@ func parseChunk(chunk string, first int, truncated bool, res *ParseResult) {
 			continue
 		}
 		if c.Input != "" && IsNoInputMarker(c.Input) {
-			if c.Input != NoInputMarker {
+			if !strings.EqualFold(c.Input, NoInputMarker) {
 				issues = append(issues, fmt.Sprintf(issueInputMarker, c.Input))
 			}
 			c.Input = ""

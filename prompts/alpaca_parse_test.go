@@ -159,6 +159,20 @@ func TestParseAlpacaResponseCases(t *testing.T) {
 			want: []parsedItem{{4, "Name a fruit.", "", "Apple"}, {5, "Name a car brand.", "", "Volvo"}},
 		},
 		{
+			name: "chat model writes a preamble first",
+			text: "Sure! Here are more tasks:\n\n" + fmtItem(4, "Name a fruit.", "<NoInput>", "Apple") + "###\n" + fmtItem(5, "Name a car brand.", "<noinput>", "Volvo"),
+			n:    3, finish: "stop",
+			want:   []parsedItem{{4, "Name a fruit.", "", "Apple"}, {5, "Name a car brand.", "", "Volvo"}},
+			issues: []string{"", ""},
+		},
+		{
+			name: "completion whose first item lost its parts",
+			text: " Name a fruit.\n5. Instruction: Name a car brand.\n5. Input:\n<noinput>\n5. Output:\nVolvo",
+			n:    3, finish: "stop",
+			want:    []parsedItem{{5, "Name a car brand.", "", "Volvo"}},
+			dropped: map[DropReason]int{DropFragment: 1},
+		},
+		{
 			name: "chat model opens with the separator",
 			text: "###\n" + fmtItem(4, "Name a fruit.", "<noinput>", "Apple"),
 			n:    3, finish: "stop",
