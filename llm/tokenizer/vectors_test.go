@@ -103,3 +103,99 @@ func TestLlamaCppVectors(t *testing.T) {
 		})
 	}
 }
+
+// TestDecodeRoundTrip checks that decoding the reference ids gives the input
+// back wherever llama.cpp's detokenizer does: SentencePiece and byte-level
+// BPE are lossless (GPT-2 after llama.cpp's clean-up of spaces before
+// punctuation); WordPiece lower-cases and drops whitespace, so it is not.
+func TestDecodeRoundTrip(t *testing.T) {
+	dir := vocabDir(t)
+	for _, name := range []string{"llama-spm", "phi-3", "llama-bpe", "qwen2", "gpt-2"} {
+		t.Run(name, func(t *testing.T) {
+			tok := openVocab(t, name)
+			for i, c := range readVectors(t, filepath.Join(dir, "ggml-vocab-"+name+".gguf")) {
+				want := c.text
+				if tok.cleanSpaces {
+					want = cleanSpaces(want)
+				}
+				if got := tok.Decode(c.ids); got != want {
+					t.Errorf("case %d: Decode = %q, want %q", i, got, want)
+				}
+			}
+		})
+	}
+}
+
+func mustID(t *testing.T, tok *Tokenizer, text string) int32 {
+	t.Helper()
+	id, ok := tok.TokenID(text)
+	if !ok {
+		t.Fatalf("no token %q", text)
+	}
+	return id
+}
+
+func concatIDs(parts ...[]int32) []int32 {
+	var out []int32
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func TestSpecialTokensInRealVocabs(t *testing.T) {
+	vocabDir(t)
+	t.Run("qwen2", func(t *testing.T) {
+		tok := openVocab(t, "qwen2")
+		start, end := mustID(t, tok, "<|im_start|>"), mustID(t, tok, "<|im_end|>")
+		text := "<|im_start|>user\nHi there<|im_end|>\n"
+		want := concatIDs([]int32{start}, tok.Encode("user\nHi there", false, false), []int32{end}, tok.Encode("\n", false, false))
+		if got := tok.Encode(text, true, true); !sameIDs(got, want) {
+			t.Errorf("parseSpecial: got %v, want %v", got, want)
+		}
+		for _, id := range tok.Encode(text, true, false) {
+			if id == start || id == end {
+				t.Errorf("control token %d parsed without parseSpecial", id)
+			}
+		}
+		if !tok.IsEOG(end) || !tok.IsEOG(mustID(t, tok, "<|endoftext|>")) || tok.IsEOG(start) {
+			t.Error("EOG set: want <|im_end|> and <|endoftext|>, not <|im_start|>")
+		}
+		if tok.AddBOS() {
+			t.Error("Qwen2 adds no BOS")
+		}
+		if got := tok.Piece(end); got != "<|im_end|>" {
+			t.Errorf("Piece(<|im_end|>) = %q", got)
+		}
+		if got := tok.Decode(tok.Encode(text, false, true)); got != "user\nHi there\n" {
+			t.Errorf("Decode hides control tokens: got %q", got)
+		}
+	})
+	t.Run("llama-bpe", func(t *testing.T) {
+		tok := openVocab(t, "llama-bpe")
+		bos := mustID(t, tok, "<|begin_of_text|>")
+		if tok.BOS() != bos || !tok.AddBOS() {
+			t.Fatalf("BOS %d add %v", tok.BOS(), tok.AddBOS())
+		}
+		if got := tok.Encode("Hello", true, false); len(got) != 2 || got[0] != bos {
+			t.Errorf("Encode with addSpecial = %v", got)
+		}
+		if !tok.IsEOG(mustID(t, tok, "<|eot_id|>")) || !tok.IsEOG(mustID(t, tok, "<|end_of_text|>")) {
+			t.Error("<|eot_id|> and <|end_of_text|> end generation")
+		}
+	})
+	t.Run("phi-3", func(t *testing.T) {
+		// llama.cpp makes Phi-3's special tokens swallow the whitespace
+		// after them, so "<|user|>\nHi" tokenizes like "<|user|>Hi".
+		tok := openVocab(t, "phi-3")
+		user, end := mustID(t, tok, "<|user|>"), mustID(t, tok, "<|end|>")
+		got := tok.Encode("<|user|>\nHi<|end|>\n", false, true)
+		want := concatIDs([]int32{user}, tok.Encode("Hi", false, false), []int32{end})
+		if !sameIDs(got, want) {
+			t.Errorf("got %v, want %v", got, want)
+		}
+		if !tok.IsEOG(end) {
+			t.Error("<|end|> ends generation")
+		}
+	})
+}

@@ -1,0 +1,245 @@
+package tokenizer
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+type engineCase struct {
+	Name         string  `json:"name"`
+	Prompt       string  `json:"prompt"`
+	PromptIDs    []int32 `json:"prompt_ids"`
+	GeneratedIDs []int32 `json:"generated_ids"`
+	Text         string  `json:"text"`
+}
+
+// TestRandomModelPrompts checks the prompt ids, BOS included, that llama.cpp
+// fed the random-weight reference models, and the text it printed for the
+// generated ids.
+func TestRandomModelPrompts(t *testing.T) {
+	dir := filepath.Join(sharedDir, "models", "random")
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("reference data %s is absent (it lives beside the checkout as ../shared): %v", dir, err)
+	}
+	for _, tc := range []struct {
+		model  string
+		addBOS bool
+	}{{"llama-spm-small-q4_k_m", true}, {"qwen2-small-q8_0", false}} {
+		t.Run(tc.model, func(t *testing.T) {
+			tok, err := Open(filepath.Join(dir, tc.model+".gguf"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tok.AddBOS() != tc.addBOS {
+				t.Errorf("AddBOS() = %v, want %v", tok.AddBOS(), tc.addBOS)
+			}
+			raw, err := os.ReadFile(filepath.Join(dir, tc.model+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ref struct {
+				Cases []engineCase `json:"cases"`
+			}
+			if err := json.Unmarshal(raw, &ref); err != nil {
+				t.Fatal(err)
+			}
+			if len(ref.Cases) == 0 {
+				t.Fatal("no cases")
+			}
+			for _, c := range ref.Cases {
+				if got := tok.Encode(c.Prompt, true, false); !sameIDs(got, c.PromptIDs) {
+					t.Errorf("%s: Encode = %v\nwant %v", c.Name, got, c.PromptIDs)
+				}
+				d := tok.NewStreamDecoder()
+				var text strings.Builder
+				for _, id := range c.GeneratedIDs {
+					text.WriteString(d.Add(id))
+				}
+				text.WriteString(d.Flush())
+				if got := strings.ToValidUTF8(text.String(), "\uFFFD"); got != c.Text {
+					t.Errorf("%s: streamed text = %q\nwant %q", c.Name, got, c.Text)
+				}
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// byteTokens lists "<0x00>" ... "<0xFF>" as SentencePiece byte tokens.
+func byteTokens() (toks []string, types []TokenType) {
+	const hex = "0123456789ABCDEF"
+	for b := 0; b < 256; b++ {
+		toks = append(toks, "<0x"+string(hex[b>>4])+string(hex[b&15])+">")
+		types = append(types, TypeByte)
+	}
+	return toks, types
+}
+
+func tinySPM(t testing.TB, scores map[string]float32) *Tokenizer {
+	t.Helper()
+	toks := []string{"<unk>", "<s>", "</s>"}
+	types := []TokenType{TypeUnknown, TypeControl, TypeControl}
+	bt, btypes := byteTokens()
+	toks, types = append(toks, bt...), append(types, btypes...)
+	var sc []float32
+	for range toks {
+		sc = append(sc, 0)
+	}
+	for _, piece := range []string{"▁", "a", "b", "c", "▁a", "ab", "bc", "<|user|>"} {
+		toks = append(toks, piece)
+		typ := TypeNormal
+		if piece == "<|user|>" {
+			typ = TypeUserDefined
+		}
+		types = append(types, typ)
+		sc = append(sc, scores[piece])
+	}
+	tok, err := New(Vocab{Model: "llama", Tokens: toks, Types: types, Scores: sc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func pieces(tok *Tokenizer, ids []int32) []string {
+	var out []string
+	for _, id := range ids {
+		out = append(out, tok.Token(id))
+	}
+	return out
+}
+
+func TestSPMMergesByScore(t *testing.T) {
+	// "▁ab" is not a token, so the result depends on which first merge
+	// wins: "▁a" or "ab".
+	left := tinySPM(t, map[string]float32{"▁a": -1, "ab": -2})
+	if got := strings.Join(pieces(left, left.Encode("ab", false, false)), " "); got != "▁a b" {
+		t.Errorf("▁a preferred: got %q", got)
+	}
+	right := tinySPM(t, map[string]float32{"▁a": -2, "ab": -1})
+	if got := strings.Join(pieces(right, right.Encode("ab", false, false)), " "); got != "▁ ab" {
+		t.Errorf("ab preferred: got %q", got)
+	}
+	// Equal scores: the leftmost pair merges first ("ab" before "bc").
+	tie := tinySPM(t, map[string]float32{"▁a": -5, "ab": -1, "bc": -1})
+	if got := strings.Join(pieces(tie, tie.Encode("abc", false, false)), " "); got != "▁ ab c" {
+		t.Errorf("tie: got %q", got)
+	}
+}
+
+func TestSPMByteFallbackAndSpecials(t *testing.T) {
+	tok := tinySPM(t, nil)
+	got := pieces(tok, tok.Encode("aé", true, false))
+	want := []string{"<s>", "▁a", "<0xC3>", "<0xA9>"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if d := tok.Decode(tok.Encode("aé", false, false)); d != "aé" {
+		t.Errorf("Decode = %q", d)
+	}
+	// llama.cpp strips the prefix space only from the very first piece; a
+	// leading BOS renders as nothing but uses up that chance.
+	if d := tok.Decode(tok.Encode("aé", true, false)); d != " aé" {
+		t.Errorf("Decode with BOS = %q", d)
+	}
+	// A user-defined token is split out even without parseSpecial, and the
+	// text after it gets the space prefix again.
+	got = pieces(tok, tok.Encode("a<|user|>b", false, false))
+	want = []string{"▁a", "<|user|>", "▁", "b"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("user-defined: got %q, want %q", got, want)
+	}
+	// Control tokens are text unless parseSpecial.
+	if ids := tok.Encode("</s>", false, false); len(ids) < 2 {
+		t.Errorf("</s> without parseSpecial = %q", pieces(tok, ids))
+	}
+	if ids := tok.Encode("</s>", false, true); len(ids) != 1 || ids[0] != 2 {
+		t.Errorf("</s> with parseSpecial = %v", ids)
+	}
+	if !tok.IsEOG(2) || tok.IsEOG(1) {
+		t.Error("EOS must be end-of-generation, BOS not")
+	}
+	if tok.Piece(tok.byteTok['\n']) != "\n" || tok.Piece(1) != "<s>" || tok.Decode([]int32{1, 2}) != "" {
+		t.Error("byte pieces render as the byte, control pieces only through Piece")
+	}
+}
+
+func TestUnsupportedTokenizers(t *testing.T) {
+	for _, v := range []Vocab{
+		{Model: "t5", Tokens: []string{"a"}},
+		{Model: "gpt2", Pre: "deepseek-llm", Tokens: []string{"a"}, Merges: []string{"a a"}},
+		{Model: "gpt2", Tokens: []string{"a"}, Merges: []string{"a a"}},
+		{Model: "", Tokens: []string{"a"}},
+	} {
+		if _, err := New(v); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%s/%q: err = %v, want ErrUnsupported", v.Model, v.Pre, err)
+		}
+	}
+	if _, err := New(Vocab{Model: "llama"}); err == nil {
+		t.Error("empty vocabulary accepted")
+	}
+}
+
+// TestPreTokenizerWords checks word splits against the regexes the
+// pre-tokenizers implement, on cases chosen for their corners.
+func TestPreTokenizerWords(t *testing.T) {
+	cases := []struct {
+		style splitStyle
+		text  string
+		want  []string
+	}{
+		{splitGPT2, "Hello world", []string{"Hello", " world"}},
+		{splitGPT2, "it's  12345 ok!!\n\n x", []string{"it", "'s", " ", " 12345", " ok", "!!", "\n\n", " x"}},
+		{splitGPT2, "a   ", []string{"a", "   "}},
+		{splitLlama3, "I'LL pay 1234567 now.\r\n\r\n  Bye", []string{"I", "'LL", " pay", " ", "123", "456", "7", " now", ".\r\n\r\n", " ", " Bye"}},
+		{splitLlama3, "x \n\n y", []string{"x", " \n\n", " y"}},
+		{splitLlama3, "(hello", []string{"(hello"}},
+		{splitQwen2, "v2024", []string{"v", "2", "0", "2", "4"}},
+		{splitDigitsThenGPT2, "ab12 c", []string{"ab", "1", "2", " c"}},
+	}
+	for _, c := range cases {
+		cpts := []rune(c.text)
+		lens := preTokenizer{style: c.style}.split(cpts, nil)
+		var got []string
+		pos := 0
+		for _, n := range lens {
+			got = append(got, string(cpts[pos:pos+n]))
+			pos += n
+		}
+		if strings.Join(got, "|") != strings.Join(c.want, "|") {
+			t.Errorf("style %d %q:\n got %q\nwant %q", c.style, c.text, got, c.want)
+		}
+	}
+}
+
+func TestStreamDecoderHoldsPartialCharacters(t *testing.T) {
+	tok := tinySPM(t, nil)
+	text := "a東京é"
+	ids := tok.Encode(text, false, false)
+	d := tok.NewStreamDecoder()
+	var out strings.Builder
+	for _, id := range ids {
+		chunk := d.Add(id)
+		if !utf8.ValidString(chunk) {
+			t.Fatalf("chunk %q is not valid UTF-8", chunk)
+		}
+		out.WriteString(chunk)
+	}
+	if rest := d.Flush(); rest != "" {
+		t.Errorf("Flush = %q after complete text", rest)
+	}
+	if out.String() != " "+text {
+		t.Errorf("streamed %q, want %q", out.String(), " "+text)
+	}
+	// An unfinished character comes out on Flush, as is.
+	d.Add(tok.byteTok[0xE6])
+	if got := d.Flush(); got != "\xE6" {
+		t.Errorf("Flush = %q", got)
+	}
+}
