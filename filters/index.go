@@ -42,12 +42,15 @@ type Index struct {
 	postings [][]posting
 	toks     []int32 // the tokens of every document, concatenated
 	offs     []int32 // document i is toks[offs[i]:offs[i+1]]
+	docLen   []int32
 	texts    []string
 	count    []int32 // per token id, scratch for Add
 	scratch  sync.Pool
 
 	pairsFull   atomic.Int64
 	pairsPruned atomic.Int64
+	visited     atomic.Int64
+	reached     atomic.Int64
 }
 
 // NewIndex returns an empty index.
@@ -90,6 +93,7 @@ func (ix *Index) Add(text string) int {
 		}
 	}
 	ix.offs = append(ix.offs, int32(len(ix.toks)))
+	ix.docLen = append(ix.docLen, int32(len(doc)))
 	return int(id)
 }
 
@@ -97,11 +101,16 @@ func (ix *Index) Add(text string) int {
 // with a full LCS, or ruled out by a bound first.
 type PairStats struct {
 	Full, Pruned int64
+	// Postings is the number of posting entries read; Reached the number of
+	// pairs the overlap pass reached (the rest were pruned without being
+	// looked at).
+	Postings, Reached int64
 }
 
 // PairStats returns the pair counters accumulated by all queries so far.
 func (ix *Index) PairStats() PairStats {
-	return PairStats{Full: ix.pairsFull.Load(), Pruned: ix.pairsPruned.Load()}
+	return PairStats{Full: ix.pairsFull.Load(), Pruned: ix.pairsPruned.Load(),
+		Postings: ix.visited.Load(), Reached: ix.reached.Load()}
 }
 
 // qtok is one distinct known token of a query with its multiplicity.
@@ -115,7 +124,6 @@ type scratch struct {
 	ids      []int32 // query token ids in order, -1 when not in the vocabulary
 	distinct []qtok  // known tokens, rarest first
 	ov       []int32 // per document: overlap with the tokens processed so far
-	state    []uint8 // per document: stUntouched, stTouched or stScored
 	touched  []int32
 	kern     lcsKernel
 	buf      []byte
@@ -124,12 +132,6 @@ type scratch struct {
 	top      []Match
 }
 
-const (
-	stUntouched uint8 = iota
-	stTouched
-	stScored
-)
-
 func (ix *Index) getScratch() *scratch {
 	s, _ := ix.scratch.Get().(*scratch)
 	if s == nil {
@@ -137,7 +139,6 @@ func (ix *Index) getScratch() *scratch {
 	}
 	if n := len(ix.texts); len(s.ov) < n {
 		s.ov = append(s.ov, make([]int32, n-len(s.ov)+n/4)...)
-		s.state = append(s.state, make([]uint8, len(s.ov)-len(s.state))...)
 	}
 	s.kern.grow(len(ix.postings))
 	return s
@@ -205,6 +206,11 @@ type searchResult struct {
 	id    int
 }
 
+// scoredMark is added to a document's overlap once it has been scored: the
+// overlap stays negative whatever later postings add, and 0 keeps meaning
+// "not reached".
+const scoredMark = -1 << 30
+
 // search scores the prepared query against documents [lo, hi).
 //
 // Query tokens are processed rarest first, adding each one's postings to the
@@ -216,7 +222,6 @@ type searchResult struct {
 // scored only when min(overlap+R, la, lb) -- an upper bound on their LCS --
 // could still reach the bar.
 func (ix *Index) search(s *scratch, lo, hi int, mode searchMode, threshold float64, k int, all []float64) searchResult {
-	best := searchResult{score: -1, id: -1}
 	if lo >= hi {
 		return searchResult{0, -1}
 	}
@@ -229,14 +234,14 @@ func (ix *Index) search(s *scratch, lo, hi int, mode searchMode, threshold float
 		ix.pairsPruned.Add(int64(hi - lo - 1))
 		return searchResult{f, lo}
 	}
+	s.top = s.top[:0]
 	if la == 0 {
 		// Every score is 0.
 		ix.pairsPruned.Add(int64(hi - lo))
-		if mode == modeExceeds {
+		switch mode {
+		case modeExceeds:
 			return searchResult{0, -1}
-		}
-		if mode == modeTopK {
-			s.top = s.top[:0]
+		case modeTopK:
 			for id := lo; id < hi && len(s.top) < k; id++ {
 				s.top = append(s.top, Match{ID: id, Score: 0})
 			}
@@ -246,44 +251,42 @@ func (ix *Index) search(s *scratch, lo, hi int, mode searchMode, threshold float
 	if la <= 64 {
 		s.kern.prepare(s.ids)
 	}
-	s.top = s.top[:0]
-	bar := func() float64 {
-		switch mode {
-		case modeMax:
-			return best.score
-		case modeExceeds:
-			return threshold
-		case modeTopK:
-			if len(s.top) < k {
-				return -1
-			}
-			return s.top[len(s.top)-1].Score
-		}
-		return -1
+	best := searchResult{score: -1, id: -1}
+	// bar is the score a document must be able to reach to matter; < 0
+	// means every reached document matters.
+	bar := -1.0
+	if mode == modeExceeds {
+		bar = threshold
 	}
 	computed := 0
 	found := false // modeExceeds: a score > threshold
+	ov := s.ov
+	docLen := ix.docLen
 	score := func(d int32) {
 		doc := ix.doc(d)
 		var l int
-		if la <= 64 {
+		switch {
+		case la <= 64:
 			l = s.kern.run(doc)
-		} else if len(doc) < la {
+		case len(doc) < la:
 			// A short document against a long query: the document is the
 			// cheaper bit side.
-			l = ix.lcsSwapped(s, doc)
-		} else {
+			s.kern.prepare(doc)
+			l = s.kern.run(s.ids)
+			s.kern.reset()
+		default:
 			s.kern.prepare(s.ids)
 			l = s.kern.run(doc)
 			s.kern.reset()
 		}
 		computed++
-		s.state[d] = stScored
+		ov[d] += scoredMark
 		f := fmeasure(l, la, len(doc))
 		switch mode {
 		case modeMax:
 			if f > best.score || (f == best.score && int(d) < best.id) {
 				best = searchResult{f, int(d)}
+				bar = f
 			}
 		case modeExceeds:
 			if f > threshold {
@@ -292,11 +295,15 @@ func (ix *Index) search(s *scratch, lo, hi int, mode searchMode, threshold float
 			}
 		case modeTopK:
 			s.insertTop(Match{ID: int(d), Score: f}, k)
+			if len(s.top) == k {
+				bar = s.top[k-1].Score
+			}
 		case modeAll:
 			all[int(d)-lo] = f
 		}
 	}
 
+	visited := 0
 	remaining := 0
 	for _, q := range s.distinct {
 		remaining += int(q.count)
@@ -304,23 +311,27 @@ func (ix *Index) search(s *scratch, lo, hi int, mode searchMode, threshold float
 	for _, q := range s.distinct {
 		remaining -= int(q.count)
 		plist := ix.postings[q.id]
-		start := 0
+		byDoc := func(p posting, d int32) int { return cmp.Compare(p.doc, d) }
 		if lo > 0 {
-			start, _ = slices.BinarySearchFunc(plist, int32(lo), func(p posting, d int32) int { return cmp.Compare(p.doc, d) })
+			i, _ := slices.BinarySearchFunc(plist, int32(lo), byDoc)
+			plist = plist[i:]
 		}
+		if hi < ix.Len() {
+			i, _ := slices.BinarySearchFunc(plist, int32(hi), byDoc)
+			plist = plist[:i]
+		}
+		visited += len(plist)
 		var lead int32 = -1
 		var leadOv int32
-		for _, p := range plist[start:] {
-			if int(p.doc) >= hi {
-				break
-			}
-			if s.state[p.doc] == stUntouched {
-				s.state[p.doc] = stTouched
+		qc := q.count
+		for _, p := range plist {
+			o := ov[p.doc]
+			if o == 0 {
 				s.touched = append(s.touched, p.doc)
 			}
-			o := s.ov[p.doc] + min(q.count, p.count)
-			s.ov[p.doc] = o
-			if o > leadOv && s.state[p.doc] == stTouched {
+			o += min(qc, p.count)
+			ov[p.doc] = o
+			if o > leadOv {
 				lead, leadOv = p.doc, o
 			}
 		}
@@ -330,24 +341,26 @@ func (ix *Index) search(s *scratch, lo, hi int, mode searchMode, threshold float
 		// Score the document that leads on the rare tokens so far: it is
 		// the likeliest best match, and its score raises the bar early.
 		if lead >= 0 && mode != modeExceeds {
-			if u := min(int(leadOv)+remaining, la, len(ix.doc(lead))); couldReach(u, la, len(ix.doc(lead)), bar()) {
+			lb := int(docLen[lead])
+			if couldReach(min(int(leadOv)+remaining, la, lb), la, lb, bar) {
 				score(lead)
 			}
 		}
 		if found {
 			break
 		}
-		if b := bar(); b > 0 && !couldReach(remaining, la, remaining, b) {
+		if bar > 0 && !couldReach(remaining, la, remaining, bar) {
 			break
 		}
 	}
 	if !found {
 		for _, d := range s.touched {
-			if s.state[d] == stScored {
-				continue
+			o := int(ov[d])
+			if o < 0 {
+				continue // scored already
 			}
-			lb := len(ix.doc(d))
-			if !couldReach(min(int(s.ov[d])+remaining, la, lb), la, lb, bar()) {
+			lb := int(docLen[d])
+			if !couldReach(min(o+remaining, la, lb), la, lb, bar) {
 				continue
 			}
 			score(d)
@@ -360,14 +373,15 @@ func (ix *Index) search(s *scratch, lo, hi int, mode searchMode, threshold float
 		// Every document reached was scored; the rest score 0 and follow in
 		// id order.
 		for id := lo; id < hi && len(s.top) < k; id++ {
-			if s.state[id] == stUntouched {
+			if ov[id] == 0 {
 				s.top = append(s.top, Match{ID: id, Score: 0})
 			}
 		}
 	}
+	ix.reached.Add(int64(len(s.touched)))
+	ix.visited.Add(int64(visited))
 	for _, d := range s.touched {
-		s.ov[d] = 0
-		s.state[d] = stUntouched
+		ov[d] = 0
 	}
 	s.touched = s.touched[:0]
 	s.kern.reset()
