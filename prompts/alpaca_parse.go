@@ -293,16 +293,17 @@ func atLineStart(s string, offset int) bool {
 	return strings.Trim(line, " \t") == ""
 }
 
-// trimSeparatorLines removes trailing lines made only of '#' or of digits:
-// the debris of a mistyped separator ("##") or a stray item number that ends
-// an output when the next item was run into it.
+// trimSeparatorLines removes trailing lines made only of '#': the debris of
+// a mistyped separator ("##") left at the end of an output when the next item
+// was run into it. Other debris stays, since a last line of digits or symbols
+// may be the answer itself.
 func trimSeparatorLines(s string) (string, bool) {
 	cut := false
 	for {
 		t := strings.TrimRight(s, " \t\r\n")
 		i := strings.LastIndexByte(t, '\n')
 		last := t[i+1:]
-		if last == "" || !(onlyOf(last, "#") || onlyOf(last, "0123456789")) {
+		if last == "" || !onlyOf(last, "#") {
 			return s, cut
 		}
 		s = t[:i+1]

@@ -100,6 +100,12 @@ func TestParseAlpacaResponseCases(t *testing.T) {
 			issues: []string{IssueSeparatorRemoved, IssueSplitMerged},
 		},
 		{
+			name: "a number ending an output is the answer, not debris",
+			text: continuation(3, fmtItem(4, "Multiply 6 by 7.", "<noinput>", "6 × 7 =\n42")+fmtItem(5, "Name a car brand.", "<noinput>", "Volvo")),
+			n:    3, finish: "stop",
+			want: []parsedItem{{4, "Multiply 6 by 7.", "", "6 × 7 =\n42"}, {5, "Name a car brand.", "", "Volvo"}},
+		},
+		{
 			name: "incomplete swallowed item is cut off",
 			text: continuation(3, fmtItem(4, "Name a fruit.", "<noinput>", "Apple")+"5. Instruction: Name a car brand.\n"),
 			n:    3, finish: "stop",
