@@ -140,11 +140,7 @@ func vecDotQ8_0Q8_0(n int, w, x []byte) float32 {
 	for b := 0; b < n/QK; b++ {
 		wb := w[b*q8_0Bytes : (b+1)*q8_0Bytes]
 		xb := x[b*q8_0Bytes : (b+1)*q8_0Bytes]
-		wq, xq := wb[2:q8_0Bytes], xb[2:q8_0Bytes]
-		var isum int32
-		for j := range wq {
-			isum += int32(int8(wq[j])) * int32(int8(xq[j]))
-		}
+		isum := dotInt8x32((*[QK]byte)(wb[2:q8_0Bytes]), (*[QK]byte)(xb[2:q8_0Bytes]))
 		sum += float32(float32(isum) * float32(f16At(wb, 0)*f16At(xb, 0)))
 	}
 	return sum
@@ -166,6 +162,20 @@ func vecDotQ4_0Q8_0(n int, w, x []byte) float32 {
 		sum += float32(float32(float32(lo+hi)*f16At(wb, 0)) * f16At(xb, 0))
 	}
 	return sum
+}
+
+// dotInt8x32 is the exact integer dot product of two blocks of 32 int8.
+// Integer sums are associative, so four independent accumulators shorten the
+// dependency chain without changing the result.
+func dotInt8x32(w, x *[QK]byte) int32 {
+	var s0, s1, s2, s3 int32
+	for j := 0; j < QK; j += 4 {
+		s0 += int32(int8(w[j])) * int32(int8(x[j]))
+		s1 += int32(int8(w[j+1])) * int32(int8(x[j+1]))
+		s2 += int32(int8(w[j+2])) * int32(int8(x[j+2]))
+		s3 += int32(int8(w[j+3])) * int32(int8(x[j+3]))
+	}
+	return s0 + s1 + s2 + s3
 }
 
 // The K-quant kernels follow ggml's scalar versions, which accumulate the
