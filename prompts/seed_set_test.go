@@ -1,11 +1,11 @@
 package prompts
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"unicode"
+
+	"github.com/selfinstruct/selfinstruct/filters"
 )
 
 // seedCategoryMinimums is the mix our own seed set promises: every kind of
@@ -36,29 +36,6 @@ func seedCategory(name string) string {
 		if strings.HasPrefix(name, category+"_") {
 			return category
 		}
-	}
-	return ""
-}
-
-// alpacaBlacklist is the word list Alpaca's generator rejects instructions
-// for; a seed using one would teach the teacher to write rejected tasks.
-var alpacaBlacklist = regexp.MustCompile(`(?i)\b(image|images|graph|graphs|picture|pictures|file|files|map|maps|draw|plot|go to|video|audio|music|flowchart|diagram)\b`)
-
-func checkAlpacaHeuristics(instruction string) string {
-	words := len(strings.Fields(instruction))
-	switch {
-	case words <= 3:
-		return "has 3 words or fewer"
-	case words > 150:
-		return "has more than 150 words"
-	case alpacaBlacklist.MatchString(instruction):
-		return "uses blacklisted word " + strconv.Quote(alpacaBlacklist.FindString(instruction))
-	case strings.HasPrefix(instruction, "Write a program"):
-		return "starts with \"Write a program\""
-	case instruction[0] >= 0x80:
-		return "starts with a non-ASCII character"
-	case unicode.IsPunct(rune(instruction[0])) || unicode.IsSymbol(rune(instruction[0])):
-		return "starts with punctuation"
 	}
 	return ""
 }
@@ -104,8 +81,10 @@ func TestDefaultSeedTasksComposition(t *testing.T) {
 		if words := len(strings.Fields(inst.Output)); words > 100 {
 			t.Errorf("%s: output has %d words; the prompt asks for fewer than 100", s.ID, words)
 		}
-		if problem := checkAlpacaHeuristics(s.Instruction); problem != "" {
-			t.Errorf("%s: instruction %s: %q", s.ID, problem, s.Instruction)
+		// A seed failing Alpaca's filters would teach the teacher to write
+		// tasks the pipeline then rejects.
+		if reason, ok := filters.AlpacaHeuristics().Check(s.Instruction); !ok {
+			t.Errorf("%s: instruction fails Alpaca's heuristics (%s): %q", s.ID, reason, s.Instruction)
 		}
 		// The seeds are pasted into the prompt between ### separators and
 		// numbered markers, so they must not contain either.
@@ -146,11 +125,11 @@ func TestDefaultSeedTasksAreMutuallyNovel(t *testing.T) {
 	seeds := DefaultSeedTasks()
 	tokens := make([][]string, len(seeds))
 	for i, s := range seeds {
-		tokens[i] = rougeTokens(s.Instruction)
+		tokens[i] = filters.Tokenize(s.Instruction, filters.TokenizerRougeScore)
 	}
 	for i := range seeds {
 		for j := i + 1; j < len(seeds); j++ {
-			if score := rougeLF(tokens[i], tokens[j]); score > 0.7 {
+			if score := filters.RougeLTokenized(tokens[i], tokens[j]); score > 0.7 {
 				t.Errorf("%s and %s are too similar (ROUGE-L %.3f):\n  %s\n  %s", seeds[i].ID, seeds[j].ID, score, seeds[i].Instruction, seeds[j].Instruction)
 			}
 		}
@@ -166,50 +145,17 @@ func TestDefaultSeedTasksAreNotAlpacas(t *testing.T) {
 	}
 	ours := DefaultSeedTasks()
 	for _, o := range ours {
-		ot := rougeTokens(o.Instruction)
-		oo := rougeTokens(o.Instances[0].Output)
+		ot := filters.Tokenize(o.Instruction, filters.TokenizerRougeScore)
+		oo := filters.Tokenize(o.Instances[0].Output, filters.TokenizerRougeScore)
 		for _, a := range theirs {
-			if score := rougeLF(ot, rougeTokens(a.Instruction)); score > 0.5 {
+			if score := filters.RougeLTokenized(ot, filters.Tokenize(a.Instruction, filters.TokenizerRougeScore)); score > 0.5 {
 				t.Errorf("%s instruction resembles Alpaca's %s (ROUGE-L %.3f)", o.ID, a.ID, score)
 			}
 			if len(oo) > 5 {
-				if score := rougeLF(oo, rougeTokens(a.Instances[0].Output)); score > 0.5 {
+				if score := filters.RougeLTokenized(oo, filters.Tokenize(a.Instances[0].Output, filters.TokenizerRougeScore)); score > 0.5 {
 					t.Errorf("%s output resembles Alpaca's %s (ROUGE-L %.3f)", o.ID, a.ID, score)
 				}
 			}
 		}
 	}
-}
-
-// rougeTokens tokenizes like Google's rouge_score without stemming: lower
-// case, then runs of [a-z0-9]. Our seeds are English, so Go's ToLower agrees
-// with Python's lower() on them.
-func rougeTokens(s string) []string {
-	return regexp.MustCompile(`[a-z0-9]+`).FindAllString(strings.ToLower(s), -1)
-}
-
-// rougeLF is rouge_score's ROUGE-L F-measure, computed the way it does it.
-func rougeLF(a, b []string) float64 {
-	if len(a) == 0 || len(b) == 0 {
-		return 0
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			if a[i-1] == b[j-1] {
-				cur[j] = prev[j-1] + 1
-			} else {
-				cur[j] = max(prev[j], cur[j-1])
-			}
-		}
-		prev, cur = cur, prev
-	}
-	lcs := float64(prev[len(b)])
-	if lcs == 0 {
-		return 0
-	}
-	precision := lcs / float64(len(b))
-	recall := lcs / float64(len(a))
-	return 2 * precision * recall / (precision + recall)
 }
