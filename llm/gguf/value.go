@@ -285,7 +285,9 @@ func (v Value) String() string {
 		return fmt.Sprintf("%q", v.str)
 	case v.Type == TypeBool:
 		return fmt.Sprint(v.bits != 0)
-	case v.Type == TypeFloat32 || v.Type == TypeFloat64:
+	case v.Type == TypeFloat32:
+		return fmt.Sprint(float32(math.Float64frombits(v.bits)))
+	case v.Type == TypeFloat64:
 		return fmt.Sprint(math.Float64frombits(v.bits))
 	case v.Type.isSigned():
 		return fmt.Sprint(int64(v.bits))

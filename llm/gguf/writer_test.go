@@ -163,6 +163,12 @@ func TestRoundTripAllValueTypes(t *testing.T) {
 	if v, ok := f.Float("f32"); !ok || float32(v) != 1.5e-7 {
 		t.Errorf("f32 %v", v)
 	}
+	for key, want := range map[string]string{"f32": "1.5e-07", "i8": "-100", "u64": "18446744073709551615", "yes": "true",
+		"s": `"héllo\x00world"`, "strs": `[3 x string: "a" "" "ü"]`, "i32s": "[3 x int32: -2147483648 0 2147483647]"} {
+		if v, _ := f.Lookup(key); v.String() != want {
+			t.Errorf("%s formats as %s, want %s", key, v.String(), want)
+		}
+	}
 	if v, ok := f.Bool("yes"); !ok || !v {
 		t.Error("yes")
 	}
