@@ -187,17 +187,18 @@ func parseChunk(chunk string, first int, truncated bool, res *ParseResult) {
 		res.Dropped[DropMalformed]++
 		return
 	}
-	merged := len(items) > 1
 	for i, it := range items {
 		if !it.complete() {
 			res.Dropped[DropFragment]++
 			continue
 		}
 		var issues []string
-		if merged && i > 0 {
+		if i > 0 {
 			issues = append(issues, IssueSplitMerged)
 		}
-		if merged && i < len(items)-1 {
+		// it.end falls short of the chunk's end when another item, kept or
+		// truncated, followed in the same chunk.
+		if it.end < len(chunk) {
 			issues = append(issues, IssueNextSplitOff)
 		}
 		outputEnd := it.end

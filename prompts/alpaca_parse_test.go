@@ -70,6 +70,17 @@ func TestParseAlpacaResponseCases(t *testing.T) {
 			dropped: map[DropReason]int{DropTruncated: 1},
 		},
 		{
+			name: "length keeps a finished item run into the truncated one",
+			text: continuation(3,
+				fmtItem(4, "List three primes.", "<noinput>", "2, 3, 5"),
+				fmtItem(5, "Reverse the word.", "stressed", "desserts")+"6. Instruction: Name a",
+			),
+			n: 3, finish: "length",
+			want:    []parsedItem{{4, "List three primes.", "", "2, 3, 5"}, {5, "Reverse the word.", "stressed", "desserts"}},
+			dropped: map[DropReason]int{DropTruncated: 1},
+			issues:  []string{"", IssueNextSplitOff},
+		},
+		{
 			name: "length with a trailing separator keeps the finished item",
 			text: continuation(3, fmtItem(4, "List three primes.", "<noinput>", "2, 3, 5")) + "###\n",
 			n:    3, finish: "length",
