@@ -66,9 +66,13 @@ type layout struct {
 	supported  bool
 }
 
+// numTypes bounds the type ids ggml defines (GGML_TYPE_COUNT).
+const numTypes = 40
+
 // layouts mirrors ggml's type_traits (blck_size, type_size) for every type id
-// that ggml still defines; ids it has removed (4, 5, 31-33, 36-38) are absent.
-var layouts = map[Type]layout{
+// that ggml still defines; ids it has removed (4, 5, 31-33, 36-38) are left
+// zero. It is an array, not a map, because VecDot consults it on every call.
+var layouts = [numTypes]layout{
 	F32:     {"F32", 1, 4, true},
 	F16:     {"F16", 1, 2, true},
 	Q4_0:    {"Q4_0", QK, 2 + QK/2, true},
@@ -103,9 +107,16 @@ var layouts = map[Type]layout{
 	MXFP4:   {"MXFP4", QK, 1 + QK/2, false},
 }
 
+func (t Type) layout() (layout, bool) {
+	if t >= numTypes || layouts[t].blockSize == 0 {
+		return layout{}, false
+	}
+	return layouts[t], true
+}
+
 // String returns ggml's name for the type; unknown ids print as their number.
 func (t Type) String() string {
-	if l, ok := layouts[t]; ok {
+	if l, ok := t.layout(); ok {
 		return l.name
 	}
 	return fmt.Sprintf("type(%d)", uint32(t))
@@ -114,27 +125,34 @@ func (t Type) String() string {
 // Known reports whether ggml defines the type, i.e. whether its block layout
 // is known. Known types can be sized even when they are not Supported.
 func (t Type) Known() bool {
-	_, ok := layouts[t]
+	_, ok := t.layout()
 	return ok
 }
 
-// Supported reports whether this package can dequantise the type and compute
-// dot products with it.
+// Supported reports whether this package can dequantise and quantise the
+// type. (HasVecDot tells which types also have a dot-product kernel.)
 func (t Type) Supported() bool {
-	return layouts[t].supported
+	l, _ := t.layout()
+	return l.supported
 }
 
 // BlockSize is the number of elements per block (1 for F32, F16, BF16), or 0
 // for an unknown type.
-func (t Type) BlockSize() int { return layouts[t].blockSize }
+func (t Type) BlockSize() int {
+	l, _ := t.layout()
+	return l.blockSize
+}
 
 // BlockBytes is the number of bytes per block, or 0 for an unknown type.
-func (t Type) BlockBytes() int { return layouts[t].blockBytes }
+func (t Type) BlockBytes() int {
+	l, _ := t.layout()
+	return l.blockBytes
+}
 
 // RowBytes is the storage size of n consecutive elements of type t. It fails
 // when the type is unknown or n is not a whole number of blocks.
 func RowBytes(t Type, n int) (int, error) {
-	l, ok := layouts[t]
+	l, ok := t.layout()
 	if !ok {
 		return 0, fmt.Errorf("unknown tensor type %s", t)
 	}

@@ -23,11 +23,12 @@ func VecDotType(t Type) Type {
 // activations (x) already converted to the weight type's VecDotType.
 type VecDotFunc func(n int, w, x []byte) float32
 
-// vecDotKernels is the dispatch table VecDot uses. It starts with the pure-Go
-// reference kernels; an architecture-specific file may replace entries in its
-// init after checking CPU features. Any replacement must return exactly what
-// the reference returns, which the tests check via vecDotReference.
-var vecDotKernels = map[Type]VecDotFunc{
+// vecDotKernels is the dispatch table VecDot uses, indexed by weight type. It
+// starts with the pure-Go reference kernels; an architecture-specific file may
+// replace entries in its init after checking CPU features. Any replacement
+// must return exactly what the reference returns, which the tests check via
+// vecDotReference.
+var vecDotKernels = [numTypes]VecDotFunc{
 	F32:  vecDotF32,
 	F16:  vecDotF16,
 	BF16: vecDotBF16,
@@ -39,16 +40,10 @@ var vecDotKernels = map[Type]VecDotFunc{
 
 // vecDotReference keeps the reference kernels reachable when vecDotKernels
 // has been given faster ones.
-var vecDotReference = func() map[Type]VecDotFunc {
-	m := make(map[Type]VecDotFunc, len(vecDotKernels))
-	for t, f := range vecDotKernels {
-		m[t] = f
-	}
-	return m
-}()
+var vecDotReference = vecDotKernels
 
 // HasVecDot reports whether VecDot supports weights of type t.
-func HasVecDot(t Type) bool { return vecDotKernels[t] != nil }
+func HasVecDot(t Type) bool { return t < numTypes && vecDotKernels[t] != nil }
 
 // VecDot returns the dot product of w, one row of n elements of type t, with
 // x, n elements of VecDotType(t) (see QuantizeRow), summed in the order of
@@ -56,10 +51,10 @@ func HasVecDot(t Type) bool { return vecDotKernels[t] != nil }
 // bit. Wrong sizes or a type without a kernel are programming errors and
 // panic.
 func VecDot(t Type, n int, w, x []byte) float32 {
-	f := vecDotKernels[t]
-	if f == nil {
+	if !HasVecDot(t) {
 		panic(fmt.Sprintf("quant: no dot-product kernel for %s", t))
 	}
+	f := vecDotKernels[t]
 	checkVecDotArgs(t, n, w, x)
 	return f(n, w, x)
 }
