@@ -118,3 +118,30 @@ func TestGenerate(t *testing.T) {
 		t.Fatalf("past the context: %v", err)
 	}
 }
+
+// TestEvalDoesNotAllocate: a token's forward pass works in the session's
+// preallocated buffers (the pool's hand-offs included).
+func TestEvalDoesNotAllocate(t *testing.T) {
+	f, _ := buildTiny(t, tinySpecs[4])
+	m, err := Load(f, Options{Threads: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := m.NewSession(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tok := []int32{5}
+	if _, err := s.Eval(tok); err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(20, func() {
+		if _, err := s.Eval(tok); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("Eval allocates %v times per token", allocs)
+	}
+}
