@@ -35,7 +35,9 @@ func sqrt32(f float32) float32 { return float32(math.Sqrt(float64(f))) }
 // 1.5*2^23 and reading the mantissa. Outside |f| <= 2^22 it returns the same
 // wrapped value the C code does, so even degenerate blocks match.
 func nearestInt(f float32) int32 {
-	i := int32(math.Float32bits(f + 12582912))
+	// float32(f) keeps a product passed in as f from being fused with the
+	// addition into an FMA (Go may fuse across inlined calls).
+	i := int32(math.Float32bits(float32(f) + 12582912))
 	return (i & 0x007fffff) - 0x00400000
 }
 

@@ -81,9 +81,9 @@ func dequantQ4K(blk []byte, y []float32) {
 	q := blk[q4KQs:q4KBytes]
 	for j := 0; j < QKK/64; j++ {
 		sc, m := getScaleMinK4(2*j, scales)
-		d1, m1 := d*float32(sc), dmin*float32(m)
+		d1, m1 := d*float32(sc), float32(dmin*float32(m))
 		sc, m = getScaleMinK4(2*j+1, scales)
-		d2, m2 := d*float32(sc), dmin*float32(m)
+		d2, m2 := d*float32(sc), float32(dmin*float32(m))
 		qj := q[32*j : 32*j+32]
 		out := y[64*j : 64*j+64]
 		for l, b := range qj {

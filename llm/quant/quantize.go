@@ -80,8 +80,8 @@ func quantizeQ4_0(x []float32, y []byte) {
 	putF16(y, 0, d)
 	qs := y[2 : 2+QK/2]
 	for j := range qs {
-		x0 := x[j] * id
-		x1 := x[QK/2+j] * id
+		x0 := float32(x[j] * id)
+		x1 := float32(x[QK/2+j] * id)
 		qs[j] = q4Nibble(x0) | q4Nibble(x1)<<4
 	}
 }
@@ -202,7 +202,7 @@ func quantizeQ4K(x []float32, y []byte) {
 		if d == 0 {
 			continue
 		}
-		dm := dmin0 * float32(m)
+		dm := float32(dmin0 * float32(m))
 		for ii := 0; ii < 32; ii++ {
 			l := nearestInt((x[32*j+ii] + dm) / d)
 			L[32*j+ii] = uint8(max(0, min(15, l)))
