@@ -45,10 +45,11 @@ func BenchmarkLCS(b *testing.B) {
 			pairs[i] = [2][]int32{randSeq(rng, n, 30), randSeq(rng, n, 30)}
 		}
 		b.Run(fmt.Sprintf("tokens=%d/impl=dp", n), func(b *testing.B) {
+			row := make([]int, n+1)
 			i := 0
 			for b.Loop() {
 				p := pairs[i%len(pairs)]
-				lcsDP(p[0], p[1])
+				lcsDPRow(p[0], p[1], row)
 				i++
 			}
 		})
@@ -70,7 +71,10 @@ func BenchmarkLCS(b *testing.B) {
 // against scoring every pair with the dynamic programme.
 func BenchmarkIndexMaxSimilarity(b *testing.B) {
 	pool := append(seedInstructions(b), rawInstructions(b)...)
-	queries := pool[:500]
+	queries := make([]string, 500)
+	for i := range queries {
+		queries[i] = pool[i] + " extra words"
+	}
 	ix := NewIndex(IndexOptions{})
 	for _, p := range pool {
 		ix.Add(p)
@@ -78,7 +82,7 @@ func BenchmarkIndexMaxSimilarity(b *testing.B) {
 	b.Run("impl=index", func(b *testing.B) {
 		i := 0
 		for b.Loop() {
-			ix.MaxSimilarity(queries[i%len(queries)] + " extra words")
+			ix.MaxSimilarity(queries[i%len(queries)])
 			i++
 		}
 	})
@@ -103,14 +107,15 @@ func BenchmarkIndexMaxSimilarity(b *testing.B) {
 		}
 		qs := make([][]int32, len(queries))
 		for i, q := range queries {
-			qs[i] = intern(q + " extra words")
+			qs[i] = intern(q)
 		}
+		row := make([]int, 1024)
 		i := 0
 		for b.Loop() {
 			q := qs[i%len(qs)]
 			best := 0.0
 			for _, d := range docs {
-				best = max(best, fmeasure(lcsDP(q, d), len(q), len(d)))
+				best = max(best, fmeasure(lcsDPRow(q, d, row), len(q), len(d)))
 			}
 			i++
 		}

@@ -40,25 +40,28 @@ func couldReach(u, la, lb int, bar float64) bool {
 // lcsDP is the textbook O(la*lb) dynamic programme, kept as the reference the
 // bit-parallel kernels are tested and benchmarked against.
 func lcsDP(a, b []int32) int {
-	if len(a) == 0 || len(b) == 0 {
-		return 0
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
+	return lcsDPRow(a, b, make([]int, len(b)+1))
+}
+
+// lcsDPRow is lcsDP with the caller's row of len(b)+1 ints, so that
+// benchmarks compare the kernels without the allocation.
+func lcsDPRow(a, b []int32, row []int) int {
+	row = row[:len(b)+1]
+	clear(row)
 	for i := range a {
+		diag := 0 // row[j] of the previous i
 		for j := range b {
+			up := row[j+1]
 			switch {
 			case a[i] == b[j]:
-				cur[j+1] = prev[j] + 1
-			case prev[j+1] >= cur[j]:
-				cur[j+1] = prev[j+1]
-			default:
-				cur[j+1] = cur[j]
+				row[j+1] = diag + 1
+			case row[j] > up:
+				row[j+1] = row[j]
 			}
+			diag = up
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return row[len(b)]
 }
 
 // lcsWord runs the Allison–Dix / Hyyrö bit-vector LCS for a bit side of at
