@@ -17,6 +17,7 @@ func VocabFromGGUF(f *gguf.File) (Vocab, error) {
 	}
 	v.Pre, _ = f.String("tokenizer.ggml.pre")
 	v.Name, _ = f.String("general.name")
+	v.Arch, _ = f.String("general.architecture")
 	v.ChatTemplate, _ = f.String("tokenizer.chat_template")
 	if v.Tokens, ok = f.Strings("tokenizer.ggml.tokens"); !ok {
 		return v, errors.New("tokenizer: GGUF has no string array tokenizer.ggml.tokens")

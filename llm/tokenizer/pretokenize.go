@@ -43,9 +43,9 @@ func lookupPre(name string) (preTokenizer, error) {
 		return preTokenizer{style: splitLlama3}, nil
 	case "chatglm-bpe":
 		return preTokenizer{style: splitLlama3, noBOS: true}, nil
-	case "qwen2", "megrez":
+	case "qwen2":
 		return preTokenizer{style: splitQwen2, keepSpaces: true}, nil
-	case "stablelm2":
+	case "stablelm2", "megrez":
 		return preTokenizer{style: splitQwen2}, nil
 	case "starcoder", "refact", "codeshell", "exaone", "minerva-7b":
 		return preTokenizer{style: splitDigitsThenGPT2}, nil

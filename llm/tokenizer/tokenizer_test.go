@@ -243,3 +243,27 @@ func TestStreamDecoderHoldsPartialCharacters(t *testing.T) {
 		t.Errorf("Flush = %q", got)
 	}
 }
+
+func TestEOGNameRules(t *testing.T) {
+	toks := []string{"<unk>", "<s>", "</s>", "<|end|>", "<|return|>", "<|call|>", "<|im_end|>", "▁", "a"}
+	types := []TokenType{TypeUnknown, TypeControl, TypeControl, TypeControl, TypeControl, TypeControl, TypeNormal, TypeNormal, TypeNormal}
+	tok, err := New(Vocab{Model: "llama", Tokens: toks, Types: types})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[int32]bool{1: false, 2: true, 3: false, 4: true, 5: true, 6: true, 8: false} {
+		if tok.IsEOG(id) != want {
+			t.Errorf("IsEOG(%s) = %v, want %v", toks[id], !want, want)
+		}
+	}
+	// "<|im_end|>" was typed normal; llama.cpp makes end-of-turn tokens control.
+	if !tok.IsControl(6) || tok.EOT() != 6 {
+		t.Errorf("<|im_end|>: control %v, EOT %d", tok.IsControl(6), tok.EOT())
+	}
+	// In the harmony format "<|end|>" becomes user-defined: split out of
+	// raw text and rendered by Decode.
+	ids := tok.Encode("a<|end|>", false, false)
+	if len(ids) == 0 || ids[len(ids)-1] != 3 || tok.Decode(ids) != "a<|end|>" {
+		t.Errorf("harmony <|end|>: ids %v decode %q", ids, tok.Decode(ids))
+	}
+}

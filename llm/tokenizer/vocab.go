@@ -77,9 +77,10 @@ func attrFromType(t TokenType) attr {
 type Vocab struct {
 	Model string // tokenizer.ggml.model: "llama" (SentencePiece), "gpt2" (byte-level BPE), "bert" (WordPiece)
 	Pre   string // tokenizer.ggml.pre: the BPE pre-tokenizer ("gpt-2", "llama-bpe", "qwen2", ...)
-	// Name is general.name. llama.cpp keys a few per-token rules on it
-	// (Phi-3's special tokens swallow the whitespace that follows them).
-	Name string
+	// Name is general.name and Arch general.architecture. llama.cpp keys a
+	// few per-token rules on them (Phi-3's special tokens swallow the
+	// whitespace that follows them).
+	Name, Arch string
 
 	Tokens []string
 	Scores []float32   // SentencePiece merge priorities; may be nil
@@ -287,24 +288,58 @@ func New(v Vocab) (*Tokenizer, error) {
 	findByName(&t.eot, "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
 		"<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]", "<end_of_utterance>")
 	findByName(&t.eom, "<|eom_id|>")
-	findByName(&fimPre, "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<PRE>", "<|code_prefix|>")
-	findByName(&fimSuf, "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<SUF>", "<|code_suffix|>")
-	findByName(&fimMid, "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<MID>", "<|code_middle|>")
-	findByName(&fimPad, "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>")
+	findByName(&fimPre, "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<PRE>", "<|code_prefix|>", "<|prefix|>")
+	findByName(&fimSuf, "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<SUF>", "<|code_suffix|>", "<|suffix|>")
+	findByName(&fimMid, "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<MID>", "<|code_middle|>", "<|middle|>")
+	findByName(&fimPad, "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]")
 	findByName(&fimRep, "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>")
 	findByName(&fimSep, "<|file_sep|>")
 
 	t.eog = make(map[int32]bool)
-	for _, id := range []int32{fimPad, fimRep, fimSep, t.eos, t.eot, t.eom} {
+	for _, id := range []int32{fimPad, fimRep, fimSep} {
 		if id >= 0 {
 			t.eog[id] = true
 		}
 	}
 	for _, name := range []string{"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>",
-		"<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>"} {
+		"<|flush|>", "<|calls|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>",
+		"[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>"} {
 		if id, ok := t.toID[name]; ok {
 			t.eog[id] = true
 			markControl(id)
+		}
+	}
+	// gpt-oss's channel markers must always render, so llama.cpp makes them
+	// user-defined whatever the file says.
+	for _, name := range []string{"<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"} {
+		if id, ok := t.toID[name]; ok {
+			t.attrs[id] = attrUserDefined
+		}
+	}
+	for _, id := range []int32{t.eos, t.eot, t.eom} {
+		if id >= 0 {
+			t.eog[id] = true
+		}
+	}
+	// In the harmony (gpt-oss) and solar-open formats "<|end|>" closes a
+	// message, not the generation.
+	hasEOG := func(name string) (int32, bool) {
+		id, ok := t.toID[name]
+		return id, ok && t.eog[id]
+	}
+	_, hasReturn := hasEOG("<|return|>")
+	_, hasCall := hasEOG("<|call|>")
+	_, hasCalls := hasEOG("<|calls|>")
+	_, hasFlush := hasEOG("<|flush|>")
+	if endID, hasEnd := hasEOG("<|end|>"); hasEnd && ((hasReturn && (hasCall || hasCalls)) || ((hasCall || hasCalls) && hasFlush)) {
+		delete(t.eog, endID)
+		t.attrs[endID] = attrUserDefined
+	}
+	// Gemma 4 uses "</s>" as ordinary text.
+	if _, hasToolResponse := hasEOG("<|tool_response>"); hasToolResponse {
+		if sID, ok := hasEOG("</s>"); ok {
+			delete(t.eog, sID)
+			t.attrs[sID] = attrNormal
 		}
 	}
 
@@ -319,8 +354,21 @@ func New(v Vocab) (*Tokenizer, error) {
 		return len(t.tokens[t.specials[i]]) > len(t.tokens[t.specials[j]])
 	})
 
+	// Per-token whitespace rules llama.cpp keys on model names.
 	lowerName := strings.ToLower(v.Name)
-	if strings.Contains(lowerName, "phi-3") || strings.Contains(lowerName, "phi3") {
+	containsAny := func(s string, subs ...string) bool {
+		for _, sub := range subs {
+			if strings.Contains(s, sub) {
+				return true
+			}
+		}
+		return false
+	}
+	if containsAny(v.Pre, "jina-v2-de", "jina-v2-es", "jina-v2-code") || containsAny(v.Arch, "nomic-bert-moe", "jina-bert-v3") {
+		if id, ok := t.toID["<mask>"]; ok {
+			t.attrs[id] |= attrLStrip
+		}
+	} else if containsAny(lowerName, "phi-3", "phi3") {
 		for _, id := range t.specials {
 			t.attrs[id] |= attrRStrip
 		}
@@ -331,6 +379,10 @@ func New(v Vocab) (*Tokenizer, error) {
 			if id, ok := t.toID[name]; ok {
 				t.attrs[id] &^= attrRStrip
 			}
+		}
+	} else if containsAny(lowerName, "modern-bert") {
+		if id, ok := t.toID["[MASK]"]; ok {
+			t.attrs[id] |= attrLStrip
 		}
 	}
 
