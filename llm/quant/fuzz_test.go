@@ -46,6 +46,20 @@ func FuzzKernels(f *testing.F) {
 					if math.Float32bits(got) != math.Float32bits(want) && !(got != got && want != want) {
 						t.Fatalf("%s: kernel %g, reference %g", typ, got, want)
 					}
+					// The K-quant kernels are restructured; the literal
+					// transcription of ggml's loops must agree on any bytes.
+					var literal float32
+					switch typ {
+					case Q4_K:
+						literal = ggmlStyleQ4K(n, w, x)
+					case Q6_K:
+						literal = ggmlStyleQ6K(n, w, x)
+					default:
+						literal = got
+					}
+					if math.Float32bits(got) != math.Float32bits(literal) && !(got != got && literal != literal) {
+						t.Fatalf("%s: kernel %g, ggml's loop structure %g", typ, got, literal)
+					}
 				}
 			}
 			// Quantise floats read from the raw bytes, whatever they are.

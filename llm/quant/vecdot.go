@@ -201,17 +201,7 @@ func vecDotQ4KQ8K(n int, w, x []byte) float32 {
 			bsum := int32(int16(binary.LittleEndian.Uint16(xb[q8KBsums+2*j:])))
 			sumMins += bsum * mins[j/2]
 		}
-		var lanes [8]int32
-		for j := 0; j < QKK/64; j++ {
-			lowScale, highScale := scales[2*j], scales[2*j+1]
-			qj := qs[32*j : 32*j+32]
-			xl := q8[64*j : 64*j+32]
-			xh := q8[64*j+32 : 64*j+64]
-			for l, q := range qj {
-				lanes[l%8] += lowScale * int32(q&0xF) * int32(int8(xl[l]))
-				lanes[l%8] += highScale * int32(q>>4) * int32(int8(xh[l]))
-			}
-		}
+		lanes := q4KLanes((*[QKK / 2]byte)(qs), (*[QKK]byte)(q8), &scales)
 		dx := f32At(xb, 0)
 		d := f16At(wb, 0) * dx
 		for l := range sums {
@@ -226,30 +216,55 @@ func vecDotQ4KQ8K(n int, w, x []byte) float32 {
 	return sumf
 }
 
+// q4KLanes returns the integer part of a Q4_K block's dot product, split
+// into ggml's 8 lanes (element index mod 8). Eight local accumulators per
+// nibble half keep the sums in registers; integer addition is exact, so the
+// grouping does not change the lanes.
+func q4KLanes(qs *[QKK / 2]byte, q8 *[QKK]byte, scales *[8]int32) (lanes [8]int32) {
+	for j := 0; j < QKK/64; j++ {
+		lowScale, highScale := scales[2*j], scales[2*j+1]
+		var a0, a1, a2, a3, a4, a5, a6, a7 int32 // low nibbles: elements 64j..64j+31
+		var b0, b1, b2, b3, b4, b5, b6, b7 int32 // high nibbles: elements 64j+32..64j+63
+		for l := 0; l < 32; l += 8 {
+			q := (*[8]byte)(qs[32*j+l : 32*j+l+8])
+			x := (*[8]byte)(q8[64*j+l : 64*j+l+8])
+			y := (*[8]byte)(q8[64*j+32+l : 64*j+32+l+8])
+			a0 += int32(q[0]&0xF) * int32(int8(x[0]))
+			a1 += int32(q[1]&0xF) * int32(int8(x[1]))
+			a2 += int32(q[2]&0xF) * int32(int8(x[2]))
+			a3 += int32(q[3]&0xF) * int32(int8(x[3]))
+			a4 += int32(q[4]&0xF) * int32(int8(x[4]))
+			a5 += int32(q[5]&0xF) * int32(int8(x[5]))
+			a6 += int32(q[6]&0xF) * int32(int8(x[6]))
+			a7 += int32(q[7]&0xF) * int32(int8(x[7]))
+			b0 += int32(q[0]>>4) * int32(int8(y[0]))
+			b1 += int32(q[1]>>4) * int32(int8(y[1]))
+			b2 += int32(q[2]>>4) * int32(int8(y[2]))
+			b3 += int32(q[3]>>4) * int32(int8(y[3]))
+			b4 += int32(q[4]>>4) * int32(int8(y[4]))
+			b5 += int32(q[5]>>4) * int32(int8(y[5]))
+			b6 += int32(q[6]>>4) * int32(int8(y[6]))
+			b7 += int32(q[7]>>4) * int32(int8(y[7]))
+		}
+		lanes[0] += lowScale*a0 + highScale*b0
+		lanes[1] += lowScale*a1 + highScale*b1
+		lanes[2] += lowScale*a2 + highScale*b2
+		lanes[3] += lowScale*a3 + highScale*b3
+		lanes[4] += lowScale*a4 + highScale*b4
+		lanes[5] += lowScale*a5 + highScale*b5
+		lanes[6] += lowScale*a6 + highScale*b6
+		lanes[7] += lowScale*a7 + highScale*b7
+	}
+	return lanes
+}
+
 // vecDotQ6KQ8K is ggml_vec_dot_q6_K_q8_K_generic.
 func vecDotQ6KQ8K(n int, w, x []byte) float32 {
 	var sums [8]float32
 	for b := 0; b < n/QKK; b++ {
 		wb := w[b*q6KBytes : (b+1)*q6KBytes]
 		xb := x[b*q8KBytes : (b+1)*q8KBytes]
-		q8 := xb[q8KQs : q8KQs+QKK]
-		var lanes [8]int32
-		for half := 0; half < 2; half++ {
-			ql := wb[64*half : 64*half+64]
-			qh := wb[q6KQh+32*half : q6KQh+32*half+32]
-			sc := wb[q6KScales+8*half : q6KScales+8*half+8]
-			xs := q8[128*half : 128*half+128]
-			for l := 0; l < 32; l++ {
-				// Element l+32k of this half uses scale sc[l/16 + 2k].
-				is := l / 16
-				q1, q2, q3, q4 := q6KValues(ql, qh, l)
-				lane := l % 8
-				lanes[lane] += int32(int8(sc[is])) * q1 * int32(int8(xs[l]))
-				lanes[lane] += int32(int8(sc[is+2])) * q2 * int32(int8(xs[l+32]))
-				lanes[lane] += int32(int8(sc[is+4])) * q3 * int32(int8(xs[l+64]))
-				lanes[lane] += int32(int8(sc[is+6])) * q4 * int32(int8(xs[l+96]))
-			}
-		}
+		lanes := q6KLanes((*[q6KBytes]byte)(wb), (*[QKK]byte)(xb[q8KQs:q8KQs+QKK]))
 		d := f16At(wb, q6KD) * f32At(xb, 0)
 		for l := range sums {
 			sums[l] += float32(d * float32(lanes[l]))
@@ -260,4 +275,34 @@ func vecDotQ6KQ8K(n int, w, x []byte) float32 {
 		sumf += s
 	}
 	return sumf
+}
+
+// q6KLanes returns the integer part of a Q6_K block's dot product in ggml's 8
+// lanes: the 6-bit values are decoded first (as ggml does), then each
+// 16-element sub-block is summed in locals and scaled once.
+func q6KLanes(wb *[q6KBytes]byte, q8 *[QKK]byte) (lanes [8]int32) {
+	var vals [QKK]int8
+	for half := 0; half < 2; half++ {
+		ql := wb[64*half : 64*half+64]
+		qh := wb[q6KQh+32*half : q6KQh+32*half+32]
+		v := (*[128]int8)(vals[128*half : 128*half+128])
+		for l := 0; l < 32; l++ {
+			q1, q2, q3, q4 := q6KValues(ql, qh, l)
+			v[l], v[l+32], v[l+64], v[l+96] = int8(q1), int8(q2), int8(q3), int8(q4)
+		}
+	}
+	for j := 0; j < QKK/16; j++ {
+		q := (*[16]int8)(vals[16*j : 16*j+16])
+		x := (*[16]byte)(q8[16*j : 16*j+16])
+		s := int32(int8(wb[q6KScales+j]))
+		lanes[0] += s * (int32(q[0])*int32(int8(x[0])) + int32(q[8])*int32(int8(x[8])))
+		lanes[1] += s * (int32(q[1])*int32(int8(x[1])) + int32(q[9])*int32(int8(x[9])))
+		lanes[2] += s * (int32(q[2])*int32(int8(x[2])) + int32(q[10])*int32(int8(x[10])))
+		lanes[3] += s * (int32(q[3])*int32(int8(x[3])) + int32(q[11])*int32(int8(x[11])))
+		lanes[4] += s * (int32(q[4])*int32(int8(x[4])) + int32(q[12])*int32(int8(x[12])))
+		lanes[5] += s * (int32(q[5])*int32(int8(x[5])) + int32(q[13])*int32(int8(x[13])))
+		lanes[6] += s * (int32(q[6])*int32(int8(x[6])) + int32(q[14])*int32(int8(x[14])))
+		lanes[7] += s * (int32(q[7])*int32(int8(x[7])) + int32(q[15])*int32(int8(x[15])))
+	}
+	return lanes
 }
