@@ -125,8 +125,10 @@ func Parse(data []byte) (*File, error) {
 	return f, nil
 }
 
-// Close releases the memory mapping of a File made by Open; it is a no-op
-// for one made by Parse. It is safe to call more than once.
+// Close releases the memory mapping of a File made by Open (for one made by
+// Parse it only drops the reference to the bytes). Metadata stays readable
+// afterwards; Tensor no longer returns data. It is safe to call more than
+// once.
 func (f *File) Close() error {
 	if !f.mapped || f.data == nil {
 		f.data = nil
