@@ -147,8 +147,18 @@ func TestKQuantsOfRandomModel(t *testing.T) {
 // Activations quantised to Q8_K and multiplied with the model's own K-quant
 // rows must agree with the float64 product of the dequantised operands.
 func TestVecDotOnModelRows(t *testing.T) {
-	f := openShared(t, "random/llama-spm-small-q4_k_m.gguf")
-	for _, name := range []string{"blk.0.ffn_gate.weight", "blk.1.ffn_down.weight", "output.weight"} {
+	cases := []struct{ file, tensor string }{
+		{"random/llama-spm-small-q4_k_m.gguf", "blk.0.ffn_gate.weight"}, // Q4_K
+		{"random/llama-spm-small-q4_k_m.gguf", "blk.1.ffn_down.weight"}, // Q6_K
+		{"random/llama-spm-small-q4_k_m.gguf", "output.weight"},         // Q6_K
+		{"stories260K-Q4_0.gguf", "blk.0.attn_q.weight"},                // Q4_0
+		{"stories260K-Q4_0.gguf", "blk.0.ffn_down.weight"},              // F16
+		{"stories260K-Q8_0.gguf", "output.weight"},                      // Q8_0
+		{"stories260K.gguf", "blk.0.ffn_up.weight"},                     // F32
+	}
+	for _, c := range cases {
+		f := openShared(t, c.file)
+		name := c.tensor
 		info, data, ok := f.Tensor(name)
 		if !ok {
 			t.Fatalf("no %s", name)
