@@ -101,7 +101,7 @@ func (t *Tokenizer) AppendEncode(dst []int32, text string, addSpecial, parseSpec
 				dst = append(dst, f.id)
 				continue
 			}
-			dst = t.encodeWPM(text[f.start:f.end], dst)
+			dst = t.encodeWPM(text[f.start:f.end], dst, sc)
 		}
 		if addSpecial && t.addSep && t.sep >= 0 {
 			dst = append(dst, t.sep)

@@ -267,3 +267,67 @@ func TestEOGNameRules(t *testing.T) {
 		t.Errorf("harmony <|end|>: ids %v decode %q", ids, tok.Decode(ids))
 	}
 }
+
+// TestStories260KReference checks the prompt ids, pieces and text llama.cpp
+// printed for the stories260K reference run.
+func TestStories260KReference(t *testing.T) {
+	models := filepath.Join(sharedDir, "models")
+	raw, err := os.ReadFile(filepath.Join(models, "expected", "llamacpp_stories260K.txt"))
+	if err != nil {
+		t.Skipf("reference data is absent (it lives beside the checkout as ../shared): %v", err)
+	}
+	// The first section is stories260K.gguf; its lines are "key: JSON".
+	field := func(prefix string, v any) {
+		t.Helper()
+		for _, line := range strings.Split(string(raw), "\n") {
+			if rest, ok := strings.CutPrefix(line, prefix); ok {
+				if err := json.Unmarshal([]byte(rest), v); err != nil {
+					t.Fatalf("%s: %v", prefix, err)
+				}
+				return
+			}
+		}
+		t.Fatalf("no line %q", prefix)
+	}
+	var promptIDs, genIDs []int32
+	var promptPieces, genPieces []string
+	var text string
+	field("# prompt tokens (5): ", &promptIDs)
+	field("# prompt pieces: ", &promptPieces)
+	field("ids: ", &genIDs)
+	field("pieces: ", &genPieces)
+	field("text: ", &text)
+
+	tok, err := Open(filepath.Join(models, "stories260K.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tok.Encode("Once upon a time", true, false); !sameIDs(got, promptIDs) {
+		t.Errorf("prompt ids %v, want %v", got, promptIDs)
+	}
+	for i, id := range append(promptIDs, genIDs...) {
+		want := append(promptPieces, genPieces...)[i]
+		if got := tok.Piece(id); got != want {
+			t.Errorf("Piece(%d) = %q, want %q", id, got, want)
+		}
+	}
+	// The runner printed the prompt (detokenized without BOS) followed by
+	// the generated pieces.
+	d := tok.NewStreamDecoder()
+	got := tok.Decode(promptIDs[1:])
+	for _, id := range genIDs {
+		got += d.Add(id)
+	}
+	got += d.Flush()
+	if got != text {
+		t.Errorf("text %q\nwant %q", got, text)
+	}
+}
+
+func TestFirstOfNFD(t *testing.T) {
+	for r, want := range map[rune]rune{'a': 'a', 'é': 'e', 'Ä': 'A', 'ṩ': 's', 'Ǖ': 'U', '한': 0x1112, '東': '東', 'ﬁ': 'ﬁ'} {
+		if got := firstOfNFD(r); got != want {
+			t.Errorf("firstOfNFD(%q) = %q, want %q", r, got, want)
+		}
+	}
+}

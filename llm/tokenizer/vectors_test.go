@@ -199,3 +199,37 @@ func TestSpecialTokensInRealVocabs(t *testing.T) {
 		}
 	})
 }
+
+// TestEncodeDoesNotAllocate holds AppendEncode to its promise: with a
+// reused destination, tokenizing allocates nothing per call.
+func TestEncodeDoesNotAllocate(t *testing.T) {
+	vocabDir(t)
+	text := "The quick brown fox, 12345 times: \"jumps\" over   the lazy dog!\n\tÄpfel 東京 🦙 <|im_start|>"
+	for _, name := range vectorVocabs {
+		tok := openVocab(t, name)
+		dst := tok.AppendEncode(nil, text, true, true)
+		if n := testing.AllocsPerRun(50, func() { dst = tok.AppendEncode(dst[:0], text, true, true) }); n != 0 {
+			t.Errorf("%s: %v allocations per AppendEncode", name, n)
+		}
+	}
+}
+
+func BenchmarkEncode(b *testing.B) {
+	dir := vocabDir(b)
+	var text strings.Builder
+	for _, c := range readVectors(b, filepath.Join(dir, "ggml-vocab-llama-bpe.gguf")) {
+		text.WriteString(c.text)
+		text.WriteString("\n")
+	}
+	for _, name := range vectorVocabs {
+		b.Run(name, func(b *testing.B) {
+			tok := openVocab(b, name)
+			var dst []int32
+			b.SetBytes(int64(text.Len()))
+			b.ReportAllocs()
+			for b.Loop() {
+				dst = tok.AppendEncode(dst[:0], text.String(), false, false)
+			}
+		})
+	}
+}

@@ -11,8 +11,9 @@ import (
 // continuation pieces carrying "##": lower-case and strip accents, cut at
 // whitespace and around punctuation and CJK ideographs, then take the longest
 // vocabulary match left to right. A word with any unmatched part becomes UNK.
-func (t *Tokenizer) encodeWPM(text string, out []int32) []int32 {
-	var word []byte
+func (t *Tokenizer) encodeWPM(text string, out []int32, sc *scratch) []int32 {
+	word := sc.buf[:0]
+	defer func() { sc.buf = word }()
 	flush := func() {
 		if len(word) == 0 {
 			return
@@ -87,12 +88,17 @@ func firstOfNFD(r rune) rune {
 	if r < 0xC0 {
 		return r
 	}
-	var in, outBuf [16]byte
-	enc := appendCpt(in[:0], r)
-	if norm.NFD.IsNormal(enc) {
+	// Hangul syllables decompose algorithmically, so the tables hold
+	// nothing for them; the first jamo is the leading consonant.
+	const hangulBase, hangulCount, jamoLBase, perLeading = 0xAC00, 11172, 0x1100, 588
+	if r >= hangulBase && r < hangulBase+hangulCount {
+		return jamoLBase + (r-hangulBase)/perLeading
+	}
+	var enc [4]byte
+	d := norm.NFD.Properties(appendCpt(enc[:0], r)).Decomposition()
+	if len(d) == 0 {
 		return r
 	}
-	d := norm.NFD.Append(outBuf[:0], enc...)
 	first, _ := decodeCpt(bytesAsString(d), 0)
 	return first
 }
