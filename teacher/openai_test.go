@@ -584,7 +584,7 @@ func TestTokensPerMinutePacesAndCorrectsWithUsage(t *testing.T) {
 	// 6000 TPM is 100 tokens a second; each request is estimated at
 	// 1 prompt token + 4 overhead + 60 max tokens = 65.
 	req := Request{Mode: ModeChat, Messages: []Message{{Role: "user", Content: "hi"}}, MaxTokens: 60}
-	run := func(t *testing.T, billed int) time.Duration {
+	run := func(t *testing.T, billed int) (time.Duration, Stats) {
 		var calls counter
 		srv := serve(t, func(w http.ResponseWriter, r *http.Request, body map[string]any) {
 			calls.hit()
@@ -597,15 +597,15 @@ func TestTokensPerMinutePacesAndCorrectsWithUsage(t *testing.T) {
 			}
 		}
 		at := calls.times()
-		return at[1].Sub(at[0])
+		return at[1].Sub(at[0]), o.Stats()
 	}
 	// Billed as estimated: 35 tokens left, the next needs 65, 0.3s at 100/s.
-	if gap := run(t, 65); gap < 250*time.Millisecond {
-		t.Errorf("with usage as estimated the second request came after %v, want ~300ms", gap)
+	if gap, st := run(t, 65); gap < 250*time.Millisecond || st.RateLimitWaits != 1 {
+		t.Errorf("with usage as estimated the second request came after %v (%d waits), want one wait of ~300ms", gap, st.RateLimitWaits)
 	}
 	// Billed 5: the 60 over-estimated tokens come back and no wait is needed.
-	if gap := run(t, 5); gap > 150*time.Millisecond {
-		t.Errorf("with usage below the estimate the second request waited %v, want no wait", gap)
+	if _, st := run(t, 5); st.RateLimitWaits != 0 {
+		t.Errorf("with usage below the estimate the limiter waited %d times (%v), want none", st.RateLimitWaits, st.RateLimitWaited)
 	}
 }
 
