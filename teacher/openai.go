@@ -90,7 +90,16 @@ type Stats struct {
 	RateLimitWaited time.Duration
 }
 
-// OpenAI is a Teacher served by an OpenAI-compatible HTTP API.
+// OpenAI is a Teacher served by an OpenAI-compatible HTTP API (OpenAI
+// itself, vLLM, llama.cpp's server, ...), through go-openai.
+//
+// Failure policy: 429, 408, 409 and 5xx are retried, honouring Retry-After
+// and retry-after-ms; so are attempts that time out, connections that drop,
+// and 2xx bodies that cannot be used. 401/403 (key rejected), 429
+// insufficient_quota, and a refused connection or failed DNS lookup before
+// the server ever answered fail at once with ErrUnavailable; other 4xx fail
+// at once with ErrRejected. Running out of attempts gives ErrUnavailable,
+// or ErrBadResponse when the server kept answering with unusable bodies.
 type OpenAI struct {
 	cfg         OpenAIConfig
 	baseURLText string // BaseURL without credentials, for messages
@@ -249,7 +258,13 @@ func (o *OpenAI) completeWithRetries(ctx context.Context, req Request) (Response
 			delay = out.retryAfter
 		}
 		o.count(func(s *Stats) { s.Retries[out.cause]++ })
-		o.log.Warn("teacher request failed, retrying",
+		// Being paced by 429s is routine on a long run; everything else
+		// deserves attention.
+		level := slog.LevelWarn
+		if out.cause == CauseRateLimited {
+			level = slog.LevelInfo
+		}
+		o.log.Log(ctx, level, "teacher request failed, retrying",
 			"attempt", attempt, "max_attempts", o.cfg.MaxAttempts, "cause", string(out.cause),
 			"status", out.status, "retry_in", delay, "error", out.detail)
 		if err := sleepContext(ctx, delay); err != nil {
@@ -285,7 +300,9 @@ func (o *OpenAI) attempt(ctx context.Context, req Request, estimate int64) (Resp
 		return Response{}, &outcome{fatal: fmt.Errorf("teacher: stopped while waiting for the rate limit: %w", err)}
 	}
 
-	state := &attemptState{sendZeroTemperature: req.Temperature == 0 && !isReasoningModel(o.cfg.Model)}
+	// Compare as float32, the type go-openai sends: a tiny float64 that
+	// rounds to zero there is omitted just like zero itself.
+	state := &attemptState{sendZeroTemperature: float32(req.Temperature) == 0 && !isReasoningModel(o.cfg.Model)}
 	attemptCtx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
 	defer cancel()
 	attemptCtx = context.WithValue(attemptCtx, attemptKey{}, state)
