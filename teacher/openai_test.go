@@ -233,6 +233,7 @@ func TestServerErrorsThenSuccess(t *testing.T) {
 			w.WriteHeader(http.StatusBadGateway)
 			fmt.Fprint(w, "<html><body>502 Bad Gateway</body></html>")
 		case 3:
+			w.Header().Set("retry-after-ms", "120")
 			writeAPIError(w, http.StatusServiceUnavailable, "server_error", nil, "The engine is currently overloaded, please try again later.")
 		default:
 			writeChat(w, "finally", 4, 2)
@@ -245,6 +246,9 @@ func TestServerErrorsThenSuccess(t *testing.T) {
 	}
 	if resp.Choices[0].Text != "finally" {
 		t.Errorf("text = %q", resp.Choices[0].Text)
+	}
+	if at := calls.times(); at[3].Sub(at[2]) < 120*time.Millisecond {
+		t.Errorf("retried the 503 after %v, want the 120ms its retry-after-ms asked for", at[3].Sub(at[2]))
 	}
 	st := o.Stats()
 	if st.Retries[CauseServerError] != 3 || st.Attempts != 4 || st.Succeeded != 1 || st.Failed != 0 {
@@ -831,5 +835,24 @@ func TestBaseURLCredentialsStayOutOfErrors(t *testing.T) {
 	_, err := o.Complete(context.Background(), chatRequest("hi"))
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("err = %v, want an error without the URL's password", err)
+	}
+}
+
+func TestDNSFailureSaysUnreachable(t *testing.T) {
+	// A dialer that fails the lookup as the resolver does, so the test does
+	// not depend on how this machine's DNS treats an unknown name.
+	transport := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, _ := net.SplitHostPort(addr)
+		return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}}
+	}}
+	o, _ := newTestTeacher(t, "https://llm.example.invalid/v1", func(c *OpenAIConfig) {
+		c.HTTPClient = &http.Client{Transport: transport}
+	})
+	_, err := o.Complete(context.Background(), chatRequest("hi"))
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "unreachable at https://llm.example.invalid/v1") {
+		t.Fatalf("err = %v, want ErrUnavailable naming the base URL", err)
+	}
+	if st := o.Stats(); st.Attempts != 1 {
+		t.Errorf("attempts = %d, want 1", st.Attempts)
 	}
 }
