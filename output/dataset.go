@@ -121,6 +121,14 @@ func syntaxError(name string, data []byte, base int, err error) error {
 
 func (d *Dataset) parseList(data []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
+	// Lines are counted incrementally: counting from the start for every
+	// item would be quadratic in the file size.
+	lineOff, line := 0, 1
+	lineOf := func(off int) int {
+		line += bytes.Count(data[lineOff:off], []byte{'\n'})
+		lineOff = off
+		return line
+	}
 	if _, err := dec.Token(); err != nil { // the '['
 		return syntaxError(d.Path, data, 0, err)
 	}
@@ -133,7 +141,7 @@ func (d *Dataset) parseList(data []byte) error {
 		if err := dec.Decode(&raw); err != nil {
 			return syntaxError(d.Path, data, 0, err)
 		}
-		line := lineAt(data, start)
+		line := lineOf(start)
 		var shape DatasetShape
 		switch raw[0] {
 		case '{':
@@ -218,11 +226,10 @@ func (d *Dataset) Text(i int, field string) (string, error) {
 		}
 		return s, nil
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(it.Raw, &fields); err != nil {
+	v, ok, err := topLevelField(it.Raw, field)
+	if err != nil {
 		return "", fmt.Errorf("%s:%d: item %d: %w", d.Path, it.Line, it.Index, err)
 	}
-	v, ok := fields[field]
 	if !ok {
 		return "", fmt.Errorf("%s:%d: item %d: no field %q", d.Path, it.Line, it.Index, field)
 	}
@@ -266,7 +273,7 @@ func WriteDataset(w io.Writer, shape DatasetShape, items []DatasetItem) error {
 	bw.WriteString("[\n")
 	for i, it := range items {
 		bw.WriteString("    ")
-		if err := writePythonValue(bw, json.NewDecoder(bytes.NewReader(it.Raw)), 1); err != nil {
+		if err := writePythonValue(bw, it.Raw, 1); err != nil {
 			return fmt.Errorf("item %d: %w", it.Index, err)
 		}
 		if i < len(items)-1 {
@@ -283,15 +290,20 @@ func WriteDatasetFile(path string, shape DatasetShape, items []DatasetItem) erro
 	return WriteFileAtomic(path, func(w io.Writer) error { return WriteDataset(w, shape, items) })
 }
 
-// writePythonValue re-encodes the next JSON value of dec the way Python's
-// json.dump(indent=4) lays it out, at the given nesting depth.
-func writePythonValue(w *bufio.Writer, dec *json.Decoder, depth int) error {
-	dec.UseNumber()
-	tok, err := dec.Token()
+// writePythonValue re-encodes one validated JSON value the way Python's
+// json.dump(indent=4) lays it out, at the given nesting depth. It works on
+// the bytes: strings of plain printable ASCII are copied as they are (Python
+// would write them identically), the others are decoded and re-escaped.
+func writePythonValue(w *bufio.Writer, raw []byte, depth int) error {
+	i := skipSpace(raw, 0)
+	end, err := writePythonAt(w, raw, i, depth)
 	if err != nil {
 		return err
 	}
-	return writePythonToken(w, dec, tok, depth)
+	if skipSpace(raw, end) != len(raw) {
+		return errors.New("trailing data after JSON value")
+	}
+	return nil
 }
 
 func writeIndent(w *bufio.Writer, depth int) {
@@ -300,64 +312,200 @@ func writeIndent(w *bufio.Writer, depth int) {
 	}
 }
 
-func writePythonToken(w *bufio.Writer, dec *json.Decoder, tok json.Token, depth int) error {
-	switch v := tok.(type) {
-	case json.Delim:
+// writePythonAt writes the value at raw[i:] and returns where it ends.
+func writePythonAt(w *bufio.Writer, raw []byte, i, depth int) (int, error) {
+	if i >= len(raw) {
+		return 0, errors.New("unexpected end of JSON")
+	}
+	switch c := raw[i]; c {
+	case '{', '[':
 		closing := byte(']')
-		if v == '{' {
+		if c == '{' {
 			closing = '}'
 		}
-		n := 0
-		for dec.More() {
+		i = skipSpace(raw, i+1)
+		if i < len(raw) && raw[i] == closing {
+			w.WriteByte(c)
+			w.WriteByte(closing)
+			return i + 1, nil
+		}
+		w.WriteByte(c)
+		for n := 0; ; n++ {
 			if n > 0 {
 				w.WriteByte(',')
-			} else {
-				w.WriteByte(byte(v))
 			}
 			w.WriteByte('\n')
 			writeIndent(w, depth+1)
-			if v == '{' {
-				key, err := dec.Token()
-				if err != nil {
-					return err
+			var err error
+			if c == '{' {
+				if i, err = writePythonAt(w, raw, i, depth+1); err != nil { // the key
+					return 0, err
 				}
-				ks, _ := key.(string)
-				writePythonString(w, ks)
+				i = skipSpace(raw, i)
+				if i >= len(raw) || raw[i] != ':' {
+					return 0, errors.New("malformed JSON object")
+				}
 				w.WriteString(": ")
+				i = skipSpace(raw, i+1)
 			}
-			next, err := dec.Token()
-			if err != nil {
-				return err
+			if i, err = writePythonAt(w, raw, i, depth+1); err != nil {
+				return 0, err
 			}
-			if err := writePythonToken(w, dec, next, depth+1); err != nil {
-				return err
+			i = skipSpace(raw, i)
+			if i < len(raw) && raw[i] == ',' {
+				i = skipSpace(raw, i+1)
+				continue
 			}
-			n++
+			if i < len(raw) && raw[i] == closing {
+				w.WriteByte('\n')
+				writeIndent(w, depth)
+				w.WriteByte(closing)
+				return i + 1, nil
+			}
+			return 0, errors.New("malformed JSON")
 		}
-		if _, err := dec.Token(); err != nil { // the closing delimiter
-			return err
+	case '"':
+		end, err := skipString(raw, i)
+		if err != nil {
+			return 0, err
 		}
-		if n == 0 {
-			w.WriteByte(byte(v))
-		} else {
-			w.WriteByte('\n')
-			writeIndent(w, depth)
+		if plainASCII(raw[i+1 : end-1]) {
+			w.Write(raw[i:end])
+			return end, nil
 		}
-		w.WriteByte(closing)
-	case string:
-		writePythonString(w, v)
-	case json.Number:
-		w.WriteString(string(v))
-	case bool:
-		if v {
-			w.WriteString("true")
-		} else {
-			w.WriteString("false")
+		var s string
+		if err := json.Unmarshal(raw[i:end], &s); err != nil {
+			return 0, err
 		}
-	case nil:
-		w.WriteString("null")
-	default:
-		return fmt.Errorf("unexpected JSON token %v", tok)
+		writePythonString(w, s)
+		return end, nil
 	}
-	return nil
+	end, err := skipValue(raw, i)
+	if err != nil {
+		return 0, err
+	}
+	w.Write(raw[i:end]) // numbers, true, false, null as written
+	return end, nil
+}
+
+// plainASCII reports string content that Python's json.dumps writes back
+// unchanged: printable ASCII without escapes.
+func plainASCII(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c >= 0x7f || c == '\\' || c == '"' {
+			return false
+		}
+	}
+	return true
+}
+
+// topLevelField returns the raw value of key in a JSON object, the last one
+// if the key repeats (as encoding/json and Python's json both do). It scans
+// the bytes instead of decoding the whole record, which for large files
+// was the slowest part of a dedupe run.
+func topLevelField(obj []byte, key string) (json.RawMessage, bool, error) {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return nil, false, fmt.Errorf("want a JSON object, got %s", kindOf(obj))
+	}
+	var found json.RawMessage
+	ok := false
+	i = skipSpace(obj, i+1)
+	if i < len(obj) && obj[i] == '}' {
+		return nil, false, nil
+	}
+	for i < len(obj) {
+		kEnd, err := skipValue(obj, i)
+		if err != nil || obj[i] != '"' {
+			return nil, false, errors.New("malformed JSON object")
+		}
+		rawKey := obj[i:kEnd]
+		i = skipSpace(obj, kEnd)
+		if i >= len(obj) || obj[i] != ':' {
+			return nil, false, errors.New("malformed JSON object")
+		}
+		vStart := skipSpace(obj, i+1)
+		vEnd, err := skipValue(obj, vStart)
+		if err != nil {
+			return nil, false, err
+		}
+		if keyEquals(rawKey, key) {
+			found, ok = json.RawMessage(obj[vStart:vEnd]), true
+		}
+		i = skipSpace(obj, vEnd)
+		if i < len(obj) && obj[i] == ',' {
+			i = skipSpace(obj, i+1)
+			continue
+		}
+		if i < len(obj) && obj[i] == '}' {
+			return found, ok, nil
+		}
+		return nil, false, errors.New("malformed JSON object")
+	}
+	return nil, false, errors.New("malformed JSON object")
+}
+
+func keyEquals(rawKey []byte, key string) bool {
+	if bytes.IndexByte(rawKey, '\\') < 0 {
+		return string(rawKey[1:len(rawKey)-1]) == key
+	}
+	var k string
+	return json.Unmarshal(rawKey, &k) == nil && k == key
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the end of the JSON value starting at b[i], which the
+// decoder has already validated.
+func skipValue(b []byte, i int) (int, error) {
+	if i >= len(b) {
+		return 0, errors.New("unexpected end of JSON")
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				j, err := skipString(b, i)
+				if err != nil {
+					return 0, err
+				}
+				i = j
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1, nil
+				}
+			}
+			i++
+		}
+		return 0, errors.New("unexpected end of JSON")
+	}
+	for i < len(b) && bytes.IndexByte([]byte(" \t\r\n,:}]"), b[i]) < 0 {
+		i++
+	}
+	return i, nil
+}
+
+func skipString(b []byte, i int) (int, error) {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1, nil
+		}
+	}
+	return 0, errors.New("unterminated string")
 }

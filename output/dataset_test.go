@@ -163,6 +163,7 @@ func FuzzParseDataset(f *testing.F) {
 		`["x", "y"]`,
 		"{\"instruction\": \"a\"}\n{\"instruction\": \"b\", \"z\": [1, {\"q\": null}]}\n",
 		`[]`, `[`, `{`, `[1]`, `[{"a": "\ud800"}]`, "\ufeff[\"bom\"]",
+		`[{"a": 3, "b": [1, "]", {"c": "}"}], "k\u0065y": "v", "a": "again", "t": true, "n": null}]`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -182,7 +183,27 @@ func FuzzParseDataset(f *testing.F) {
 		if len(d2.Items) != len(d.Items) {
 			t.Fatalf("%d items became %d", len(d.Items), len(d2.Items))
 		}
-		for i := range d.Items {
+		for i, it := range d.Items {
+			if d.Shape != ShapeJSONStrings {
+				// The byte scanner behind Text must agree with a full decode.
+				var fields map[string]json.RawMessage
+				if err := json.Unmarshal(it.Raw, &fields); err != nil {
+					t.Fatalf("item %d: %v", i, err)
+				}
+				keys := []string{"instruction", "zz"}
+				for k := range fields {
+					keys = append(keys, k)
+				}
+				for _, k := range keys {
+					got, gotErr := d.Text(i, k)
+					var want string
+					raw, ok := fields[k]
+					wantErr := !ok || json.Unmarshal(raw, &want) != nil
+					if (gotErr != nil) != wantErr || got != want {
+						t.Fatalf("item %d key %q: Text = %q, %v; decode = %q, ok %v", i, k, got, gotErr, want, !wantErr)
+					}
+				}
+			}
 			var a, b any
 			json.Unmarshal(d.Items[i].Raw, &a)
 			json.Unmarshal(d2.Items[i].Raw, &b)
