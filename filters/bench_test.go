@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/selfinstruct/selfinstruct/filters/benchcorpus"
 )
 
 func rawInstructions(b testing.TB) []string {
@@ -113,6 +115,68 @@ func BenchmarkIndexMaxSimilarity(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			q := qs[i%len(qs)]
+			best := 0.0
+			for _, d := range docs {
+				best = max(best, fmeasure(lcsDPRow(q, d, row), len(q), len(d)))
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkCheckAt52KPool times one Novelty.Check (exact max and argmax)
+// against a pool of 52,175 texts (Alpaca's seeds and a 52K benchmark
+// corpus), next to scoring every pair with the dynamic programme.
+func BenchmarkCheckAt52KPool(b *testing.B) {
+	ref, err := benchcorpus.ReferenceDir()
+	if err != nil {
+		b.Skip(err)
+	}
+	real, err := benchcorpus.Load(ref)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := NewNovelty(IndexOptions{}, 0.7)
+	pool := seedInstructions(b)
+	for _, r := range benchcorpus.Generate(real, 52000, 1) {
+		pool = append(pool, r.Instruction)
+	}
+	for _, p := range pool {
+		n.AddPool(p)
+	}
+	var queries []string
+	for _, r := range benchcorpus.Generate(real, 2000, 99) {
+		queries = append(queries, r.Instruction)
+	}
+	b.Run("impl=index", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			n.Check(queries[i%len(queries)])
+			i++
+		}
+	})
+	b.Run("impl=dp", func(b *testing.B) {
+		ids := map[string]int32{}
+		intern := func(s string) []int32 {
+			var out []int32
+			for _, t := range Tokenize(s, TokenizerRougeScore) {
+				id, ok := ids[t]
+				if !ok {
+					id = int32(len(ids))
+					ids[t] = id
+				}
+				out = append(out, id)
+			}
+			return out
+		}
+		docs := make([][]int32, len(pool))
+		for i, p := range pool {
+			docs[i] = intern(p)
+		}
+		row := make([]int, 4096)
+		i := 0
+		for b.Loop() {
+			q := intern(queries[i%len(queries)])
 			best := 0.0
 			for _, d := range docs {
 				best = max(best, fmeasure(lcsDPRow(q, d, row), len(q), len(d)))
