@@ -50,16 +50,14 @@ func loadFuzzSubjects(t testing.TB) []fuzzSubject {
 			{"tiny-llama3", tinyBPE(t, "llama-bpe"), true},
 			{"tiny-qwen2", tinyBPE(t, "qwen2"), true},
 			{"tiny-starcoder", tinyBPE(t, "starcoder"), true},
+			{"tiny-default", tinyBPE(t, "default"), true},
+			{"tiny-falcon", tinyBPE(t, "falcon"), true},
 		}
-		dir := filepath.Join(sharedDir, "models", "vocab")
-		if _, err := os.Stat(dir); err != nil {
+		if _, err := os.Stat(filepath.Join(sharedDir, "models", "vocab")); err != nil {
 			return
 		}
 		for _, name := range vectorVocabs {
-			tok, err := Open(filepath.Join(dir, "ggml-vocab-"+name+".gguf"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			tok := openVocab(t, name)
 			rt := name != "bert-bge" && name != "phi-3"
 			fuzzSubjects = append(fuzzSubjects, fuzzSubject{name, tok, rt})
 		}

@@ -20,6 +20,12 @@ const (
 	splitQwen2
 	// \p{N} split out one by one, then the GPT-2 rule (StarCoder, Refact, Command-R).
 	splitDigitsThenGPT2
+	// llama.cpp's fallback for BPE vocabularies without a known
+	// pre-tokenizer, four rules applied in turn:
+	// [\p{P}\$\+<=>\^~\|]+, the GPT-2 rule, \p{N}+, [0-9][0-9][0-9].
+	splitDefault
+	// Falcon: [\p{P}\$\+<=>\^~\|`]+, the GPT-2 rule, [0-9][0-9][0-9].
+	splitFalcon
 )
 
 type preTokenizer struct {
@@ -51,10 +57,14 @@ func lookupPre(name string) (preTokenizer, error) {
 		return preTokenizer{style: splitDigitsThenGPT2}, nil
 	case "command-r", "smollm":
 		return preTokenizer{style: splitDigitsThenGPT2, keepSpaces: true}, nil
-	case "":
-		return preTokenizer{}, fmt.Errorf("tokenizer: %w: byte-level BPE without tokenizer.ggml.pre (llama.cpp's degraded \"default\" pre-tokenizer is not implemented)", ErrUnsupported)
+	case "falcon":
+		return preTokenizer{style: splitFalcon}, nil
+	case "default", "":
+		// llama.cpp warns that generation quality suffers when a BPE
+		// vocabulary names no pre-tokenizer, and uses this one.
+		return preTokenizer{style: splitDefault}, nil
 	default:
-		return preTokenizer{}, fmt.Errorf("tokenizer: %w: BPE pre-tokenizer %q (supported: gpt-2, llama-bpe/llama3, qwen2, starcoder-style and their aliases)", ErrUnsupported, name)
+		return preTokenizer{}, fmt.Errorf("tokenizer: %w: BPE pre-tokenizer %q (supported: gpt-2, llama-bpe/llama3, qwen2, starcoder-style, falcon, default and their aliases)", ErrUnsupported, name)
 	}
 }
 
@@ -298,6 +308,8 @@ func (p preTokenizer) split(cpts []rune, lens []int) []int {
 		s.llama3(0, len(cpts), 3)
 	case splitQwen2:
 		s.llama3(0, len(cpts), 1)
+	case splitDefault, splitFalcon:
+		s.chain(p.style)
 	case splitDigitsThenGPT2:
 		// Every number character is a word of its own; the text between
 		// numbers is split by the GPT-2 rule.
@@ -316,4 +328,77 @@ func (p preTokenizer) split(cpts []rune, lens []int) []int {
 		}
 	}
 	return s.lens
+}
+
+// chain applies llama.cpp's rule sequences: every rule re-splits each word
+// the previous one produced, keeping unmatched stretches as words.
+func (s *splitter) chain(style splitStyle) {
+	isSymbol := func(r rune) bool {
+		switch r {
+		case '$', '+', '<', '=', '>', '^', '~', '|':
+			return true
+		case '`':
+			return style == splitFalcon
+		}
+		return r != -1 && unicode.IsPunct(r)
+	}
+	whole := len(s.cpts)
+	// [\p{P}...]+: runs of punctuation-like characters and the gaps between.
+	s.lens = s.runs(s.lens, 0, whole, isSymbol)
+	s.lens = s.refine(func(start, end int) { s.gpt2(start, end) })
+	if style == splitDefault {
+		s.lens = s.refine(func(start, end int) {
+			s.lens = s.runs(s.lens, start, end, func(r rune) bool { return classOf(r) == classNumber })
+		})
+	}
+	s.lens = s.refine(func(start, end int) { s.asciiDigitTriples(start, end) })
+}
+
+// refine re-splits every word in s.lens with split, which appends the new
+// word lengths for [start, end) to s.lens.
+func (s *splitter) refine(split func(start, end int)) []int {
+	words := append([]int(nil), s.lens...)
+	s.lens = s.lens[:0]
+	pos := 0
+	for _, n := range words {
+		split(pos, pos+n)
+		pos += n
+	}
+	return s.lens
+}
+
+// runs appends the lengths of the maximal stretches of [start, end) where
+// match holds and of those where it does not.
+func (s *splitter) runs(lens []int, start, end int, match func(rune) bool) []int {
+	for pos := start; pos < end; {
+		first := pos
+		m := match(s.cpts[pos])
+		for pos < end && match(s.cpts[pos]) == m {
+			pos++
+		}
+		lens = append(lens, pos-first)
+	}
+	return lens
+}
+
+// asciiDigitTriples is the regex [0-9][0-9][0-9] searched left to right:
+// each match is a word, and so is each stretch between matches.
+func (s *splitter) asciiDigitTriples(start, end int) {
+	isDigit := func(pos int) bool { return pos < end && s.cpts[pos] >= '0' && s.cpts[pos] <= '9' }
+	gap := start
+	for pos := start; pos < end; {
+		if isDigit(pos) && isDigit(pos+1) && isDigit(pos+2) {
+			if pos > gap {
+				s.lens = append(s.lens, pos-gap)
+			}
+			s.lens = append(s.lens, 3)
+			pos += 3
+			gap = pos
+			continue
+		}
+		pos++
+	}
+	if end > gap {
+		s.lens = append(s.lens, end-gap)
+	}
 }

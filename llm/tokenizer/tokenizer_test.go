@@ -174,7 +174,6 @@ func TestUnsupportedTokenizers(t *testing.T) {
 	for _, v := range []Vocab{
 		{Model: "t5", Tokens: []string{"a"}},
 		{Model: "gpt2", Pre: "deepseek-llm", Tokens: []string{"a"}, Merges: []string{"a a"}},
-		{Model: "gpt2", Tokens: []string{"a"}, Merges: []string{"a a"}},
 		{Model: "", Tokens: []string{"a"}},
 	} {
 		if _, err := New(v); !errors.Is(err, ErrUnsupported) {

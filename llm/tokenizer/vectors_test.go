@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -62,12 +63,25 @@ func readVectors(t testing.TB, base string) []vectorCase {
 	return cases
 }
 
+var (
+	openedMu sync.Mutex
+	opened   = map[string]*Tokenizer{}
+)
+
+// openVocab loads a reference vocabulary once per test binary; tokenizers
+// are immutable, so tests can share them.
 func openVocab(t testing.TB, name string) *Tokenizer {
 	t.Helper()
+	openedMu.Lock()
+	defer openedMu.Unlock()
+	if tok, ok := opened[name]; ok {
+		return tok
+	}
 	tok, err := Open(filepath.Join(vocabDir(t), "ggml-vocab-"+name+".gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	opened[name] = tok
 	return tok
 }
 
