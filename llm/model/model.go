@@ -155,8 +155,8 @@ func (l *loader) matrix(name string, cols, rows int) *Weight {
 		l.err = fmt.Errorf("tensor %s has shape %v, want [%d %d]", name, info.Dims, cols, rows)
 		return nil
 	}
-	if !info.Type.Supported() || info.Type == quant.Q8_K {
-		l.err = fmt.Errorf("tensor %s: unsupported tensor type %s", name, info.Type)
+	if !quant.HasVecDot(info.Type) {
+		l.err = fmt.Errorf("tensor %s: unsupported tensor type %s (no dot-product kernel)", name, info.Type)
 		return nil
 	}
 	rb, err := quant.RowBytes(info.Type, cols)

@@ -245,3 +245,55 @@ func parseStoriesExpected(t *testing.T, path string) map[string]storiesExpected 
 	}
 	return res
 }
+
+// BenchmarkReferenceModels measures one generated token (a single-token
+// Eval) and a 64-token prompt on the reference models.
+func BenchmarkReferenceModels(b *testing.B) {
+	dir := filepath.Join(sharedDir, "models")
+	if _, err := os.Stat(dir); err != nil {
+		b.Skipf("reference data not available (%s missing)", dir)
+	}
+	for _, file := range []string{"random/llama-spm-small-q4_k_m.gguf", "random/qwen2-small-q8_0.gguf", "stories260K-Q8_0.gguf"} {
+		f, err := gguf.Open(filepath.Join(dir, file))
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := Load(f, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		prompt := make([]int32, 64)
+		for i := range prompt {
+			prompt[i] = int32(i*37) % int32(m.HP.Vocab)
+		}
+		b.Run(filepath.Base(file)+"/tg", func(b *testing.B) {
+			s, err := m.NewSession(256)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			for i := 0; b.Loop(); i++ {
+				if s.Pos() == s.ContextSize() {
+					s.Reset()
+				}
+				if _, err := s.Eval(prompt[i%64 : i%64+1]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(filepath.Base(file)+"/pp64", func(b *testing.B) {
+			s, err := m.NewSession(64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			for b.Loop() {
+				s.Reset()
+				if _, err := s.Eval(prompt); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		f.Close()
+	}
+}
