@@ -34,8 +34,8 @@ func (b *Budgeted) Validate() error {
 	if math.IsNaN(b.max) || math.IsInf(b.max, 0) || b.max <= 0 {
 		return fmt.Errorf("budget: limit must be a positive number of USD, got %v", b.max)
 	}
-	if math.IsNaN(b.spent) || b.spent < 0 {
-		return fmt.Errorf("budget: amount already spent must not be negative, got %v", b.spent)
+	if spent := b.Spent(); math.IsNaN(spent) || spent < 0 {
+		return fmt.Errorf("budget: amount already spent must not be negative, got %v", spent)
 	}
 	if _, ok := b.prices.Lookup(b.teacher.Model()); !ok {
 		return fmt.Errorf("budget: no price known for model %q; give a price file or --price-input/--price-output", b.teacher.Model())

@@ -23,10 +23,13 @@ const (
 	exitLocked      = 4
 	exitBudget      = 5 // --max-cost reached before the target
 	exitTeacherDown = 6 // the teacher could not be reached or refused the key
+	// exitUnproductive: the teacher answers, but nothing it writes passes the
+	// filters (a model that does not follow the prompt's format).
+	exitUnproductive = 7
 	exitInterrupted = 130
 )
 
-// exitError carries the process exit code with the error that caused it.
+// codedError carries the process exit code with the error that caused it.
 type codedError struct {
 	code int
 	err  error
