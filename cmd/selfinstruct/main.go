@@ -26,7 +26,7 @@ const (
 	// exitUnproductive: the teacher answers, but nothing it writes passes the
 	// filters (a model that does not follow the prompt's format).
 	exitUnproductive = 7
-	exitInterrupted = 130
+	exitInterrupted  = 130
 )
 
 // codedError carries the process exit code with the error that caused it.
