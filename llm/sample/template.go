@@ -213,6 +213,29 @@ func DetectTemplate(jinja string) (Template, bool) {
 	return nil, false
 }
 
+// WithSpecialTokens returns t rendering bos and eos as its BOS/EOS texts
+// (e.g. a vocabulary's own), for the families whose templates write them.
+func WithSpecialTokens(t Template, bos, eos string) Template {
+	switch v := t.(type) {
+	case Llama3:
+		v.BOS = bos
+		return v
+	case Llama2:
+		v.BOS, v.EOS = bos, eos
+		return v
+	case Mistral:
+		v.BOS, v.EOS = bos, eos
+		return v
+	case Zephyr:
+		v.EOS = eos
+		return v
+	case Phi3:
+		v.BOS = bos
+		return v
+	}
+	return t
+}
+
 // chatMLDefaultSystem extracts the literal system prompt a ChatML template
 // inserts when the conversation has none, or "".
 func chatMLDefaultSystem(jinja string) string {

@@ -154,3 +154,24 @@ func TestTemplatesFromReferenceVocabs(t *testing.T) {
 		t.Errorf("phi-3: got %q\nwant %q", got, want)
 	}
 }
+
+func TestWithSpecialTokens(t *testing.T) {
+	tmpl, _ := TemplateByName("llama2")
+	got, err := WithSpecialTokens(tmpl, "<BOS>", "<EOS>").Render(conversation[1:3], false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "<BOS>[INST] Hi there [/INST] Hello. <EOS>"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	// Without a BOS text LLaMA 3's prompt starts at the first header, for
+	// callers that let the tokenizer add BOS.
+	tmpl, _ = TemplateByName("llama3")
+	got, _ = WithSpecialTokens(tmpl, "", "").Render([]Message{{"user", "x"}}, false)
+	if want := "<|start_header_id|>user<|end_header_id|>\n\nx<|eot_id|>"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if c := WithSpecialTokens(ChatML{}, "a", "b"); c != (ChatML{}) {
+		t.Errorf("ChatML has no special-token texts, got %+v", c)
+	}
+}

@@ -330,3 +330,23 @@ func TestFirstOfNFD(t *testing.T) {
 		}
 	}
 }
+
+func TestConcurrentEncode(t *testing.T) {
+	tok := tinySPM(t, map[string]float32{"▁a": -1, "ab": -2})
+	want := tok.Encode("abc aé <|user|> ab", true, false)
+	done := make(chan []int32)
+	for range 8 {
+		go func() {
+			var got []int32
+			for range 200 {
+				got = tok.Encode("abc aé <|user|> ab", true, false)
+			}
+			done <- got
+		}()
+	}
+	for range 8 {
+		if got := <-done; !sameIDs(got, want) {
+			t.Errorf("concurrent Encode = %v, want %v", got, want)
+		}
+	}
+}
