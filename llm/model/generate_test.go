@@ -145,3 +145,42 @@ func TestEvalDoesNotAllocate(t *testing.T) {
 		t.Fatalf("Eval allocates %v times per token", allocs)
 	}
 }
+
+// TestTruncateReusesPrefix: continuing after Truncate gives the same bits as
+// evaluating the sequence from scratch.
+func TestTruncateReusesPrefix(t *testing.T) {
+	f, _ := buildTiny(t, tinySpecs[1])
+	m, err := Load(f, Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := m.NewSession(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Eval([]int32{4, 8, 15, 16, 23, 42 % 80}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Truncate(3); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Eval([]int32{7, 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append([]float32(nil), got...)
+	s.Reset()
+	want, err := s.Eval([]int32{4, 8, 15, 7, 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("logit %d after Truncate %v, fresh %v", i, got[i], want[i])
+		}
+	}
+	if err := s.Truncate(6); err == nil {
+		t.Fatal("Truncate past the cached tokens succeeded")
+	}
+}

@@ -129,6 +129,18 @@ func (s *Session) ContextSize() int { return s.nCtx }
 // Reset empties the KV cache; the next Eval starts at position 0.
 func (s *Session) Reset() { s.pos = 0 }
 
+// Truncate keeps the first n tokens of the cache and drops the rest, so that
+// a common prefix (a shared prompt header) is evaluated once and reused: the
+// next Eval continues at position n with results identical to evaluating
+// the whole sequence afresh.
+func (s *Session) Truncate(n int) error {
+	if n < 0 || n > s.pos {
+		return fmt.Errorf("model: cannot truncate %d cached tokens to %d", s.pos, n)
+	}
+	s.pos = n
+	return nil
+}
+
 // KeepActivations makes every layer keep its own LayerActivations (for a
 // backward pass) instead of sharing one set. It allocates on first use.
 func (s *Session) KeepActivations(keep bool) {
