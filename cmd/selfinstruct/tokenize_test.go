@@ -145,3 +145,25 @@ func TestUnescapeSeparator(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestTokenizeSplitJSONLines(t *testing.T) {
+	requireSharedModels(t)
+	model := filepath.Join(completeShared, "vocab", "ggml-vocab-gpt-2.gguf")
+	out, err := runTokenizeCmd(t, "-m", model, "--text", "Hello world|| Hello world||", "--split", "||", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want one JSON line per part, got %q", out)
+	}
+	for i, want := range [][]string{{"Hello", " world"}, {" Hello", " world"}} {
+		var res tokenizeResult
+		if err := json.Unmarshal([]byte(lines[i]), &res); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(res.Pieces, "|") != strings.Join(want, "|") || res.Count != 2 {
+			t.Errorf("part %d: %+v", i, res)
+		}
+	}
+}

@@ -161,7 +161,9 @@ func (s *Sampler) Sample(logits []float32, history []int32) int32 {
 	if p := s.p.TopP; p > 0 && p < 1 {
 		// Only top-p needs the order; the draw below works in any order.
 		slices.SortFunc(cands, byLogit)
-		softmax(cands)
+		if !softmax(cands) {
+			return cands[0].id
+		}
 		var cum float32
 		for i := range cands {
 			cum += cands[i].p
@@ -176,7 +178,15 @@ func (s *Sampler) Sample(logits []float32, history []int32) int32 {
 	for i := range cands {
 		cands[i].logit *= inv
 	}
-	softmax(cands)
+	if !softmax(cands) {
+		best := cands[0]
+		for _, c := range cands[1:] {
+			if byLogit(c, best) < 0 {
+				best = c
+			}
+		}
+		return best.id
+	}
 	r := s.rng.Float32()
 	var cum float32
 	for _, c := range cands {
@@ -222,11 +232,15 @@ func (s *Sampler) penalize(logit float32, count int32) float32 {
 	return logit - float32(count)*s.p.FrequencyPenalty - s.p.PresencePenalty
 }
 
-// softmax sets p from the logits.
-func softmax(cands []candidate) {
+// softmax sets p from the logits. It reports false when an infinite best
+// logit leaves no distribution to draw from (the caller then takes the best).
+func softmax(cands []candidate) bool {
 	maxLogit := cands[0].logit
 	for _, c := range cands {
 		maxLogit = max(maxLogit, c.logit)
+	}
+	if math.IsInf(float64(maxLogit), 0) {
+		return false
 	}
 	var sum float32
 	for i := range cands {
@@ -237,6 +251,7 @@ func softmax(cands []candidate) {
 	for i := range cands {
 		cands[i].p /= sum
 	}
+	return true
 }
 
 // selectTop moves the k best candidates (by cmp) to the front, in any

@@ -168,3 +168,19 @@ func TestSelectTopMatchesSort(t *testing.T) {
 		}
 	}
 }
+
+func TestInfiniteLogits(t *testing.T) {
+	inf := float32(math.Inf(1))
+	for _, p := range []Params{{Temperature: 1}, {Temperature: 1, TopP: 0.9}, DefaultParams()} {
+		s := New(p)
+		if got := s.Sample([]float32{0, inf, 3, inf}, nil); got != 1 {
+			t.Errorf("%+v: +Inf logits: got %d, want the first, 1", p, got)
+		}
+		if got := s.Sample([]float32{-inf, -inf, -inf}, nil); got != 0 {
+			t.Errorf("%+v: all -Inf: got %d, want 0", p, got)
+		}
+		if got := s.Sample([]float32{-inf, 2, -inf}, nil); got != 1 {
+			t.Errorf("%+v: one finite logit: got %d, want 1", p, got)
+		}
+	}
+}
