@@ -350,3 +350,19 @@ func TestConcurrentEncode(t *testing.T) {
 		}
 	}
 }
+
+func TestSmallVocabWithoutDefaultSpecials(t *testing.T) {
+	tok, err := New(Vocab{Model: "llama", Tokens: []string{"▁a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.BOS() != -1 || tok.EOS() != -1 || tok.AddBOS() {
+		t.Errorf("BOS %d EOS %d AddBOS %v: defaults outside the vocabulary must be absent", tok.BOS(), tok.EOS(), tok.AddBOS())
+	}
+	// "▁a" then "▁" and "b", which are not tokens and have no byte tokens:
+	// each of their four bytes becomes UNK (token 0 by default), where
+	// llama.cpp would throw.
+	if got := tok.Encode("a b", true, true); !sameIDs(got, []int32{0, 0, 0, 0, 0}) {
+		t.Errorf("Encode = %v", got)
+	}
+}

@@ -264,9 +264,11 @@ func New(v Vocab) (*Tokenizer, error) {
 	if v.AddSep != nil {
 		t.addSep = *v.AddSep
 	}
-	for _, id := range []int32{t.bos, t.eos, t.unk, t.sep, t.pad, t.mask} {
-		if id >= int32(n) {
-			return nil, fmt.Errorf("tokenizer: default special token id %d is outside the %d-token vocabulary", id, n)
+	// A model type's default id (GPT-2's 11, BERT's 101 ...) may not exist
+	// in a small vocabulary; such a token is then absent.
+	for _, id := range []*int32{&t.bos, &t.eos, &t.unk, &t.sep, &t.pad, &t.mask} {
+		if *id >= int32(n) {
+			*id = -1
 		}
 	}
 
