@@ -125,6 +125,16 @@ func runComplete(cmd *cobra.Command, fl *completeFlags) error {
 		if err != nil {
 			return withCode(exitBadInput, fmt.Errorf("complete: %w", err))
 		}
+		// The template writes the vocabulary's own BOS/EOS texts, so that
+		// they parse back into those special tokens.
+		var bos, eos string
+		if id := lm.tok.BOS(); id >= 0 {
+			bos = lm.tok.Token(id)
+		}
+		if id := lm.tok.EOS(); id >= 0 {
+			eos = lm.tok.Token(id)
+		}
+		tmpl = sample.WithSpecialTokens(tmpl, bos, eos)
 		prompt, err = tmpl.Render([]sample.Message{{Role: "user", Content: prompt}}, true)
 		if err != nil {
 			return fmt.Errorf("complete: chat template: %w", err)
@@ -132,7 +142,7 @@ func runComplete(cmd *cobra.Command, fl *completeFlags) error {
 		// Templates that write the BOS text themselves must not get a
 		// second BOS from the tokenizer.
 		parseSpecial = true
-		if bos := lm.tok.BOS(); bos >= 0 && lm.tok.Token(bos) != "" && strings.HasPrefix(prompt, lm.tok.Token(bos)) {
+		if bos != "" && strings.HasPrefix(prompt, bos) {
 			addSpecial = false
 		}
 	}
