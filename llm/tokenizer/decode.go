@@ -141,7 +141,8 @@ func cleanSpaces(s string) string {
 		x := text[i]
 		if x == '\'' && i+1 < total && text[i-1] == ' ' && text[i+1] == ' ' {
 			n-- // drop the space before
-			i++ // and skip the one after
+			i++ // and skip the one after, blanking it as llama.cpp does:
+			text[i] = 0 // a quote right after it then has no space before
 		}
 		text[n] = x
 		n++

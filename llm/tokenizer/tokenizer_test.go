@@ -366,3 +366,23 @@ func TestSmallVocabWithoutDefaultSpecials(t *testing.T) {
 		t.Errorf("Encode = %v", got)
 	}
 }
+
+// TestCleanSpaces checks llama.cpp's clean-up passes, worked through by hand
+// on its C loops.
+func TestCleanSpaces(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                   "",
+		"Hello , world !":    "Hello, world!",
+		" ?x":                "?x",
+		"a ' b":              "a'b",
+		"a ' ' b":            "a'' b",
+		"it 's I 'm we 're":  "it's I'm we're",
+		"don 't we 'll I 'd": "don 't we 'll I 'd",
+		"they 've":           "they've",
+		"end '":              "end '",
+	} {
+		if got := cleanSpaces(in); got != want {
+			t.Errorf("cleanSpaces(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
