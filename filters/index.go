@@ -2,6 +2,7 @@ package filters
 
 import (
 	"cmp"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -309,6 +310,7 @@ func (ix *Index) search(s *scratch, lo, hi int, mode searchMode, threshold float
 		remaining += int(q.count)
 	}
 	for _, q := range s.distinct {
+		before := remaining // the most a document first reached now can share
 		remaining -= int(q.count)
 		plist := ix.postings[q.id]
 		byDoc := func(p posting, d int32) int { return cmp.Compare(p.doc, d) }
@@ -324,9 +326,22 @@ func (ix *Index) search(s *scratch, lo, hi int, mode searchMode, threshold float
 		var lead int32 = -1
 		var leadOv int32
 		qc := q.count
+		// A document first reached by this token shares at most `before`
+		// tokens with the query; if even that cannot reach the bar at its
+		// length, it is left unreached. The test only tightens as tokens go
+		// on (before falls, the bar rises), so a document left out here is
+		// left out by every later token too and never gets a partial
+		// overlap that would understate its bound.
+		var lbMin, lbMax int32 = 0, math.MaxInt32
+		if bar >= 0 && mode != modeAll {
+			lbMin, lbMax = newDocLengths(la, before, bar)
+		}
 		for _, p := range plist {
 			o := ov[p.doc]
 			if o == 0 {
+				if lb := docLen[p.doc]; lb < lbMin || lb > lbMax {
+					continue
+				}
 				s.touched = append(s.touched, p.doc)
 			}
 			o += min(qc, p.count)
@@ -399,6 +414,48 @@ func (ix *Index) search(s *scratch, lo, hi int, mode searchMode, threshold float
 		}
 	}
 	return best
+}
+
+// newDocLengths returns the document lengths lb for which
+// couldReach(min(r, lb), la, lb, bar) holds, which form one interval
+// [lbMin, lbMax] (empty when lbMin > lbMax): for lb <= r the bound 2lb/(la+lb)
+// rises with lb, beyond r the bound 2r/(la+lb) falls. A closed form gives
+// the ends, then the exact predicate corrects them for rounding, so the
+// interval is exactly the predicate's.
+func newDocLengths(la, r int, bar float64) (lbMin, lbMax int32) {
+	ok := func(lb int) bool { return lb >= 1 && couldReach(min(r, lb), la, lb, bar) }
+	if r <= 0 {
+		if bar <= 0 {
+			return 0, math.MaxInt32
+		}
+		return 1, 0
+	}
+	if !ok(r) {
+		return 1, 0
+	}
+	c := bar * (1 - boundMargin)
+	lo := r
+	if c < 2 {
+		lo = max(1, min(r, int(math.Ceil(c*float64(la)/(2-c)))))
+	}
+	for lo > 1 && ok(lo-1) {
+		lo--
+	}
+	for !ok(lo) {
+		lo++
+	}
+	hi := math.MaxInt32
+	if c > 0 {
+		hi = int(min(math.Floor(2*float64(r)/c)-float64(la), math.MaxInt32-1))
+		hi = max(hi, r)
+		for ok(hi + 1) {
+			hi++
+		}
+		for !ok(hi) {
+			hi--
+		}
+	}
+	return int32(lo), int32(hi)
 }
 
 // lcsSwapped scores a document shorter than a long (>64 token) query with

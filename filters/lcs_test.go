@@ -78,3 +78,21 @@ func TestFmeasureBoundary(t *testing.T) {
 		}
 	}
 }
+
+// TestNewDocLengthsIsThePredicate checks that the interval is exactly the
+// set of lengths the pruning predicate accepts.
+func TestNewDocLengthsIsThePredicate(t *testing.T) {
+	for la := 1; la < 80; la++ {
+		for r := 0; r <= la; r++ {
+			for _, bar := range []float64{0, 0.1, 0.3333333333333333, 0.45, 0.5, 0.7, 0.7000000000000001, 0.9, 1} {
+				lo, hi := newDocLengths(la, r, bar)
+				for lb := 1; lb < 400; lb++ {
+					want := couldReach(min(r, lb), la, lb, bar)
+					if got := int32(lb) >= lo && int32(lb) <= hi; got != want {
+						t.Fatalf("la=%d r=%d bar=%v lb=%d: interval [%d,%d] says %v, predicate %v", la, r, bar, lb, lo, hi, got, want)
+					}
+				}
+			}
+		}
+	}
+}
