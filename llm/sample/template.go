@@ -167,6 +167,35 @@ func (t Phi3) Render(msgs []Message, _ bool) (string, error) {
 	return b.String(), nil
 }
 
+// Gemma is Google Gemma's <start_of_turn> format: the assistant is called
+// "model", contents are trimmed, there is no system role and turns must
+// alternate.
+type Gemma struct{ BOS string }
+
+func (Gemma) Name() string { return "gemma" }
+
+func (t Gemma) Render(msgs []Message, addGenerationPrompt bool) (string, error) {
+	var b strings.Builder
+	b.WriteString(t.BOS)
+	if len(msgs) > 0 && msgs[0].Role == "system" {
+		return "", fmt.Errorf("gemma template: %w: system role not supported", ErrRoles)
+	}
+	for i, m := range msgs {
+		if (m.Role == "user") != (i%2 == 0) {
+			return "", fmt.Errorf("gemma template, message %d (%s): %w: conversation roles must alternate user/assistant/user/assistant/...", i, m.Role, ErrRoles)
+		}
+		role := m.Role
+		if role == "assistant" {
+			role = "model"
+		}
+		b.WriteString("<start_of_turn>" + role + "\n" + pyStrip(m.Content) + "<end_of_turn>\n")
+	}
+	if addGenerationPrompt {
+		b.WriteString("<start_of_turn>model\n")
+	}
+	return b.String(), nil
+}
+
 // templates by name, with each family's usual special-token texts.
 var templates = map[string]Template{
 	"chatml":    ChatML{},
@@ -176,10 +205,11 @@ var templates = map[string]Template{
 	"zephyr":    Zephyr{EOS: "</s>"},
 	"tinyllama": Zephyr{EOS: "</s>"},
 	"phi3":      Phi3{BOS: "<s>"},
+	"gemma":     Gemma{BOS: "<bos>"},
 }
 
 // TemplateByName returns a template by family name: chatml (Qwen), llama3,
-// llama2, mistral, zephyr (alias tinyllama), phi3.
+// llama2, mistral, zephyr (alias tinyllama), phi3, gemma.
 func TemplateByName(name string) (Template, error) {
 	if t, ok := templates[strings.ToLower(name)]; ok {
 		return t, nil
@@ -205,6 +235,8 @@ func DetectTemplate(jinja string) (Template, bool) {
 		return templates["llama2"], true
 	case strings.Contains(jinja, "[INST]"):
 		return templates["mistral"], true
+	case strings.Contains(jinja, "<start_of_turn>"):
+		return templates["gemma"], true
 	case strings.Contains(jinja, "<|user|>") && strings.Contains(jinja, "<|end|>"):
 		return templates["phi3"], true
 	case strings.Contains(jinja, "<|user|>"):
@@ -230,6 +262,9 @@ func WithSpecialTokens(t Template, bos, eos string) Template {
 		v.EOS = eos
 		return v
 	case Phi3:
+		v.BOS = bos
+		return v
+	case Gemma:
 		v.BOS = bos
 		return v
 	}

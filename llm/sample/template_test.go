@@ -43,6 +43,9 @@ func TestTemplatesRenderLikeTheirJinja(t *testing.T) {
 			"<|system|>\nYou are terse.</s>\n<|user|>\nHi there </s>\n<|assistant|>\n Hello.</s>\n<|user|>\nName a colour.</s>\n<|assistant|>\n"},
 		{"zephyr", conversation[:2], false, "<|system|>\nYou are terse.</s>\n<|user|>\nHi there </s>\n"},
 		{"zephyr", nil, true, ""},
+		{"gemma", conversation[1:], true,
+			"<bos><start_of_turn>user\nHi there<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n" +
+				"<start_of_turn>user\nName a colour.<end_of_turn>\n<start_of_turn>model\n"},
 		{"phi3", conversation, true,
 			"<s><|user|>\nHi there <|end|>\n<|assistant|>\n Hello.<|end|>\n<|user|>\nName a colour.<|end|>\n<|assistant|>\n"},
 	}
@@ -74,6 +77,7 @@ func TestTemplatesRejectWhatTheirJinjaRejects(t *testing.T) {
 		{"llama2", []Message{{"assistant", "a"}}},
 		{"mistral", conversation},                            // system first
 		{"mistral", []Message{{"user", "a"}, {"tool", "b"}}}, // unknown role
+		{"gemma", conversation},
 	} {
 		tmpl, _ := TemplateByName(c.name)
 		if _, err := tmpl.Render(c.msgs, true); !errors.Is(err, ErrRoles) {
@@ -95,6 +99,7 @@ func TestDetectTemplate(t *testing.T) {
 		{"{{ bos_token }}{% for message in messages %}{{ '[INST] ' + message['content'] + ' [/INST]' }}", "mistral"},
 		{"{{ '<|user|>\\n' + message['content'] + eos_token }}", "zephyr"},
 		{"{{'<|user|>' + '\\n' + message['content'] + '<|end|>' + '\\n' + '<|assistant|>' + '\\n'}}", "phi3"},
+		{"{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}", "gemma"},
 	}
 	for _, c := range cases {
 		tmpl, ok := DetectTemplate(c.snippet)
