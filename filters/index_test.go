@@ -216,3 +216,94 @@ func refPairwise(a []float64) float64 {
 	h -= h % 8
 	return refPairwise(a[:h]) + refPairwise(a[h:])
 }
+
+// TestIndexConcurrentQueries runs queries from many goroutines at once (run
+// with -race) and checks they agree with the same queries run one by one.
+func TestIndexConcurrentQueries(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	texts := randomTexts(rng, 300, 50)
+	queries := randomTexts(rng, 200, 55)
+	ix := NewIndex(IndexOptions{})
+	for _, s := range texts {
+		ix.Add(s)
+	}
+	type answer struct {
+		max float64
+		arg int
+		top []Match
+	}
+	want := make([]answer, len(queries))
+	for i, q := range queries {
+		m, a := ix.MaxSimilarity(q)
+		want[i] = answer{m, a, ix.MostSimilar(q, 5)}
+	}
+	errs := make(chan string, 8*len(queries))
+	done := make(chan bool)
+	for w := range 8 {
+		go func() {
+			for i := range queries {
+				i := (i + w*17) % len(queries)
+				m, a := ix.MaxSimilarity(queries[i])
+				top := ix.MostSimilar(queries[i], 5)
+				if m != want[i].max || a != want[i].arg || !slices.Equal(top, want[i].top) {
+					errs <- fmt.Sprintf("query %d differs under concurrency", i)
+				}
+			}
+			done <- true
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+}
+
+// FuzzIndexAgainstDP builds a pool from the lines of the input and checks
+// the Index's max, witness and top-3 for each later line against scoring
+// every pair with the dynamic programme.
+func FuzzIndexAgainstDP(f *testing.F) {
+	f.Add("a b c d e f g h i\na b c d e f g x y z w\nthe the the\nthe\n")
+	f.Add("Give three tips for staying healthy.\ngive THREE tips, for staying healthy!!\nİstanbul is big\nistanbul is big")
+	f.Add("x\n\ny x\nx y x y x y\n" + strings.Repeat("w ", 70) + "\n" + strings.Repeat("w v ", 40))
+	f.Fuzz(func(t *testing.T, data string) {
+		lines := strings.Split(data, "\n")
+		if len(lines) > 40 {
+			lines = lines[:40]
+		}
+		half := len(lines) / 2
+		pool, queries := lines[:half], lines[half:]
+		ix := NewIndex(IndexOptions{})
+		for _, p := range pool {
+			ix.Add(p)
+		}
+		for _, q := range queries {
+			want := bruteScores(q, pool)
+			m, a := ix.MaxSimilarity(q)
+			if len(pool) == 0 {
+				if m != 0 || a != -1 {
+					t.Fatalf("empty pool: (%v, %d)", m, a)
+				}
+				continue
+			}
+			wm := slices.Max(want)
+			if m != wm || a != slices.Index(want, wm) {
+				t.Fatalf("MaxSimilarity(%q) = (%v, %d), DP (%v, %d)", q, m, a, wm, slices.Index(want, wm))
+			}
+			if ok, s, id := ix.Exceeds(q, 0.5); ok != (wm > 0.5) || (ok && want[id] != s) {
+				t.Fatalf("Exceeds(%q, 0.5) = (%v, %v, %d), max %v", q, ok, s, id, wm)
+			}
+			top := ix.MostSimilar(q, 3)
+			for i := 1; i < len(top); i++ {
+				if top[i].Score > top[i-1].Score {
+					t.Fatalf("MostSimilar not sorted: %+v", top)
+				}
+			}
+			if len(top) > 0 && (top[0].Score != wm || want[top[0].ID] != top[0].Score) {
+				t.Fatalf("MostSimilar(%q)[0] = %+v, max %v", q, top[0], wm)
+			}
+		}
+	})
+}
