@@ -20,6 +20,7 @@ type scratch struct {
 	cpts          []rune
 	lens          []int
 	buf           []byte
+	key           []byte
 	syms          []symbol
 	spmQueue      queue[spmBigram]
 	bpeQueue      queue[bpeBigram]
@@ -327,7 +328,7 @@ func (t *Tokenizer) mergeBPE(word string, out []int32, sc *scratch) []int32 {
 			return
 		}
 		l, r := syms[left], syms[right]
-		rank, ok := t.ranks[mergePair{word[l.start : l.start+l.n], word[r.start : r.start+r.n]}]
+		rank, ok := t.mergeRank(word[l.start:l.start+l.n], word[r.start:r.start+r.n], sc)
 		if !ok {
 			return
 		}
@@ -367,6 +368,17 @@ func (t *Tokenizer) mergeBPE(word string, out []int32, sc *scratch) []int32 {
 	}
 	sc.syms = syms
 	return out
+}
+
+// mergeRank is the priority of merging left and right, if the vocabulary
+// has that merge.
+func (t *Tokenizer) mergeRank(left, right string, sc *scratch) (int32, bool) {
+	if strings.IndexByte(left[1:], ' ') >= 0 {
+		return 0, false // no merge line splits into this left side
+	}
+	sc.key = append(append(append(sc.key[:0], left...), ' '), right...)
+	rank, ok := t.ranks[string(sc.key)]
+	return rank, ok
 }
 
 // queue is a binary heap; container/heap would box every element.

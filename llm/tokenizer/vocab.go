@@ -112,7 +112,7 @@ type Tokenizer struct {
 	scores []float32
 	attrs  []attr
 	toID   map[string]int32
-	ranks  map[mergePair]int32
+	ranks  map[string]int32 // BPE merge priority by "left right"
 
 	bos, eos, eot, eom, unk, sep, pad, mask int32
 
@@ -130,8 +130,6 @@ type Tokenizer struct {
 
 	chatTemplate string
 }
-
-type mergePair struct{ left, right string }
 
 // ErrUnsupported is wrapped by the errors New and FromGGUF return for a
 // tokenizer model or pre-tokenizer this package does not implement.
@@ -220,19 +218,19 @@ func New(v Vocab) (*Tokenizer, error) {
 	}
 
 	if t.algo == algoBPE {
-		t.ranks = make(map[mergePair]int32, len(v.Merges))
-		for i, m := range v.Merges {
-			var p mergePair
-			// llama.cpp splits at the first space after the first byte, so a
-			// merge whose left side is a space itself still parses.
-			if len(m) > 1 {
-				if k := strings.IndexByte(m[1:], ' '); k >= 0 {
-					p = mergePair{m[:k+1], m[k+2:]}
-				}
+		// Keyed by the merge text itself, "left right": llama.cpp splits it
+		// at the first space after the first byte, and mergeRank only looks
+		// up pairs that split back the same way. A merge without a space
+		// can never match.
+		t.ranks = make(map[string]int32, len(v.Merges))
+		// Backwards, so that of duplicate merges the first one's rank
+		// stays, as with llama.cpp's emplace.
+		for i := len(v.Merges) - 1; i >= 0; i-- {
+			m := v.Merges[i]
+			if len(m) < 2 || strings.IndexByte(m[1:], ' ') < 0 {
+				continue
 			}
-			if _, dup := t.ranks[p]; !dup {
-				t.ranks[p] = int32(i)
-			}
+			t.ranks[m] = int32(i)
 		}
 	}
 
