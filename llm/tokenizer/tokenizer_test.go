@@ -386,3 +386,21 @@ func TestCleanSpaces(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeLinesSplitAtFirstSpace pins llama.cpp's parsing of merge lines:
+// "a b c" is the pair ("a", "b c"), and " x y" (a space on the left) is
+// (" x", "y").
+func TestMergeLinesSplitAtFirstSpace(t *testing.T) {
+	tok := tinyBPE(t, "gpt-2")
+	tok.ranks = map[string]int32{"a b c": 0, " x y": 1}
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	for _, c := range []struct {
+		left, right string
+		ok          bool
+	}{{"a", "b c", true}, {"a b", "c", false}, {" x", "y", true}, {"a", "b", false}} {
+		if _, ok := tok.mergeRank(c.left, c.right, sc); ok != c.ok {
+			t.Errorf("mergeRank(%q, %q) found = %v, want %v", c.left, c.right, ok, c.ok)
+		}
+	}
+}
