@@ -69,11 +69,34 @@ func (ix *Index) doc(id int32) []int32 { return ix.toks[ix.offs[id]:ix.offs[id+1
 
 // Add appends text and returns its id (0, 1, 2, ... in insertion order).
 func (ix *Index) Add(text string) int {
+	var buf []byte
+	return ix.add(text, func(intern func(tok []byte)) {
+		forEachToken(text, ix.opts.Tokenizer, &buf, intern)
+	})
+}
+
+// addResolved adds a text whose tokens a query has already resolved: ids
+// from the query (-1 where the token was not yet in the vocabulary) and
+// the token strings, so the text is not tokenized twice.
+func (ix *Index) addResolved(text string, ids []int32, toks []string) int {
+	return ix.add(text, func(intern func(tok []byte)) {
+		for i, t := range ids {
+			if t >= 0 {
+				ix.toks = append(ix.toks, t)
+				continue
+			}
+			intern([]byte(toks[i]))
+		}
+	})
+}
+
+// add appends a document whose tokens tokens() passes to intern, or
+// appends to ix.toks itself when it knows their ids.
+func (ix *Index) add(text string, tokens func(intern func(tok []byte))) int {
 	id := int32(len(ix.texts))
 	ix.texts = append(ix.texts, text)
 	start := len(ix.toks)
-	var buf []byte
-	forEachToken(text, ix.opts.Tokenizer, &buf, func(tok []byte) {
+	tokens(func(tok []byte) {
 		t, ok := ix.vocab[string(tok)]
 		if !ok {
 			t = int32(len(ix.postings))
@@ -157,6 +180,20 @@ func (ix *Index) prepareTokens(s *scratch, toks []string) {
 			id = -1
 		}
 		s.ids = append(s.ids, id)
+	}
+	ix.prepareIDs(s)
+}
+
+// reprepare resolves again, after texts were added, the tokens a query did
+// not find in the vocabulary.
+func (ix *Index) reprepare(s *scratch, ids []int32, toks []string) {
+	s.ids = append(s.ids[:0], ids...)
+	for i, id := range s.ids {
+		if id < 0 {
+			if v, ok := ix.vocab[toks[i]]; ok {
+				s.ids[i] = v
+			}
+		}
 	}
 	ix.prepareIDs(s)
 }

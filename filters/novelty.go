@@ -94,6 +94,7 @@ func (n *Novelty) Filter(ctx context.Context, candidates []string) ([]Decision, 
 		batch = 64 * threads
 	}
 	toks := make([][]string, batch)
+	ids := make([][]int32, batch)
 	pool := make([]searchResult, batch)
 	for start := 0; start < len(candidates); start += batch {
 		if err := ctx.Err(); err != nil {
@@ -101,12 +102,12 @@ func (n *Novelty) Filter(ctx context.Context, candidates []string) ([]Decision, 
 		}
 		end := min(start+batch, len(candidates))
 		base := n.ix.Len()
-		n.scoreBatch(candidates[start:end], toks, pool, threads, base)
+		n.scoreBatch(candidates[start:end], toks, ids, pool, threads, base)
 		for i := start; i < end; i++ {
 			r := pool[i-start]
 			if n.ix.Len() > base {
 				s := n.ix.getScratch()
-				n.ix.prepareTokens(s, toks[i-start])
+				n.ix.reprepare(s, ids[i-start], toks[i-start])
 				r = combine(r, n.ix.search(s, base, n.ix.Len(), modeMax, 0, 0, nil))
 				n.ix.putScratch(s)
 			}
@@ -117,7 +118,7 @@ func (n *Novelty) Filter(ctx context.Context, candidates []string) ([]Decision, 
 			out[i] = d
 			n.checked.Add(1)
 			if d.Keep {
-				n.ix.Add(candidates[i])
+				n.ix.addResolved(candidates[i], ids[i-start], toks[i-start])
 				n.kept.Add(1)
 			} else {
 				n.rejected.Add(1)
@@ -128,7 +129,7 @@ func (n *Novelty) Filter(ctx context.Context, candidates []string) ([]Decision, 
 }
 
 // scoreBatch tokenizes cands and scores each against pool ids [0, base).
-func (n *Novelty) scoreBatch(cands []string, toks [][]string, res []searchResult, threads, base int) {
+func (n *Novelty) scoreBatch(cands []string, toks [][]string, ids [][]int32, res []searchResult, threads, base int) {
 	var next atomic.Int64
 	work := func() {
 		s := n.ix.getScratch()
@@ -141,6 +142,7 @@ func (n *Novelty) scoreBatch(cands []string, toks [][]string, res []searchResult
 			toks[i] = toks[i][:0]
 			forEachToken(cands[i], n.ix.opts.Tokenizer, &s.buf, func(t []byte) { toks[i] = append(toks[i], string(t)) })
 			n.ix.prepareTokens(s, toks[i])
+			ids[i] = append(ids[i][:0], s.ids...)
 			res[i] = n.ix.search(s, 0, base, modeMax, 0, 0, nil)
 		}
 	}
