@@ -151,7 +151,6 @@ type scratch struct {
 	touched  []int32
 	kern     lcsKernel
 	buf      []byte
-	strs     []string // tokens kept for re-resolution (Novelty batches)
 	sorted   []int32
 	top      []Match
 }

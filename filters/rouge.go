@@ -4,7 +4,7 @@ package filters
 // prediction b with the default tokenizer (no stemmer), bit for bit:
 // precision = LCS/len(b), recall = LCS/len(a).
 func RougeL(a, b string) float64 {
-	return RougeLTokenized(Tokenize(a, TokenizerRougeScore), Tokenize(b, TokenizerRougeScore))
+	return RougeLWith(a, b, TokenizerRougeScore)
 }
 
 // RougeLTokenized is RougeL on already tokenized texts.
@@ -24,4 +24,9 @@ func RougeLTokenized(a, b []string) float64 {
 	}
 	ia, ib := intern(a), intern(b)
 	return fmeasure(LCSLength(ia, ib), len(ia), len(ib))
+}
+
+// RougeLWith is RougeL with a chosen tokenizer.
+func RougeLWith(a, b string, tk Tokenizer) float64 {
+	return RougeLTokenized(Tokenize(a, tk), Tokenize(b, tk))
 }

@@ -60,7 +60,7 @@ are much slower than rougeL on large files.`,
 	f.StringVarP(&fl.out, "output", "o", "", "where to write the kept items (required)")
 	f.StringVar(&fl.seedTasks, "seed-tasks", "", "Self-Instruct seed tasks (JSONL with an instruction field) that start the pool")
 	f.Float64Var(&fl.threshold, "threshold", 0.7, "reject an item whose similarity to the pool is above this")
-	f.StringVar(&fl.field, "field", "instruction", "record field compared: instruction, input or output")
+	f.StringVar(&fl.field, "field", "instruction", "record field compared: instruction, input or output (ignored for a list of strings)")
 	f.StringVar(&fl.metric, "metric", "rougeL", "similarity: rougeL, levenshtein, jaro-winkler, jaccard or sorensen-dice")
 	f.StringVar(&fl.tokenizer, "tokenizer", "rouge_score", "rougeL tokenizer: rouge_score (Alpaca's) or unicode (any script)")
 	f.IntVar(&fl.threads, "threads", 0, "worker goroutines (0 = all cores)")
