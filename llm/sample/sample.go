@@ -159,19 +159,11 @@ func (s *Sampler) Sample(logits []float32, history []int32) int32 {
 	}
 
 	if p := s.p.TopP; p > 0 && p < 1 {
-		// Only top-p needs the order; the draw below works in any order.
-		slices.SortFunc(cands, byLogit)
 		if !softmax(cands) {
-			return cands[0].id
+			return bestOf(cands, byLogit)
 		}
-		var cum float32
-		for i := range cands {
-			cum += cands[i].p
-			if cum >= p {
-				cands = cands[:i+1]
-				break
-			}
-		}
+		cut := topPPrefix(cands, p, byLogit)
+		cands = cands[:cut]
 	}
 
 	inv := 1 / s.p.Temperature
@@ -179,13 +171,7 @@ func (s *Sampler) Sample(logits []float32, history []int32) int32 {
 		cands[i].logit *= inv
 	}
 	if !softmax(cands) {
-		best := cands[0]
-		for _, c := range cands[1:] {
-			if byLogit(c, best) < 0 {
-				best = c
-			}
-		}
-		return best.id
+		return bestOf(cands, byLogit)
 	}
 	r := s.rng.Float32()
 	var cum float32
@@ -196,6 +182,41 @@ func (s *Sampler) Sample(logits []float32, history []int32) int32 {
 		}
 	}
 	return cands[len(cands)-1].id // rounding left r just above the total
+}
+
+// topPPrefix orders the candidates (probabilities set) best first as far as
+// needed and returns the length of the shortest prefix whose probability
+// reaches p. It sorts growing chunks from the top rather than the whole
+// vocabulary; cmp is a total order, so the prefix is the one a full sort
+// gives.
+func topPPrefix(cands []candidate, p float32, cmp func(a, b candidate) int) int {
+	var cum float32
+	for done, chunk := 0, 64; done < len(cands); done, chunk = done+chunk, chunk*2 {
+		rest := cands[done:]
+		k := min(chunk, len(rest))
+		if k < len(rest) {
+			selectTop(rest, k, cmp)
+		}
+		slices.SortFunc(rest[:k], cmp)
+		for i := done; i < done+k; i++ {
+			cum += cands[i].p
+			if cum >= p {
+				return i + 1
+			}
+		}
+	}
+	return len(cands)
+}
+
+// bestOf is the first candidate in cmp order.
+func bestOf(cands []candidate, cmp func(a, b candidate) int) int32 {
+	best := cands[0]
+	for _, c := range cands[1:] {
+		if cmp(c, best) < 0 {
+			best = c
+		}
+	}
+	return best.id
 }
 
 func (s *Sampler) penaltyWindow(history []int32) []int32 {

@@ -184,3 +184,69 @@ func TestInfiniteLogits(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkSample(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	logits := make([]float32, 151936)
+	for i := range logits {
+		logits[i] = float32(r.NormFloat64() * 2)
+	}
+	hist := make([]int32, 64)
+	for i := range hist {
+		hist[i] = int32(r.IntN(len(logits)))
+	}
+	for _, c := range []struct {
+		name string
+		p    Params
+	}{
+		{"greedy", Params{}},
+		{"defaults", DefaultParams()},
+		{"top-p-only", Params{Temperature: 0.8, TopP: 0.95, RepeatPenalty: 1.1}},
+		{"temperature-only", Params{Temperature: 0.8}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			s := New(c.p)
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Sample(logits, hist)
+			}
+		})
+	}
+}
+
+func TestTopPPrefixMatchesFullSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	cmp := func(a, b candidate) int {
+		switch {
+		case a.logit > b.logit:
+			return -1
+		case a.logit < b.logit:
+			return 1
+		}
+		return int(a.id - b.id)
+	}
+	for trial := range 100 {
+		n := 1 + r.IntN(3000)
+		c := make([]candidate, n)
+		for i := range c {
+			c[i] = candidate{id: int32(i), logit: float32(r.IntN(40)) / 4}
+		}
+		softmax(c)
+		p := r.Float32()
+		want := slices.Clone(c)
+		slices.SortFunc(want, cmp)
+		var cum float32
+		wantCut := n
+		for i := range want {
+			cum += want[i].p
+			if cum >= p {
+				wantCut = i + 1
+				break
+			}
+		}
+		cut := topPPrefix(c, p, cmp)
+		if cut != wantCut || !slices.Equal(c[:cut], want[:wantCut]) {
+			t.Fatalf("trial %d n=%d p=%v: prefix %d, want %d", trial, n, p, cut, wantCut)
+		}
+	}
+}
