@@ -124,9 +124,31 @@ func (s *Sampler) Sample(logits []float32, history []int32) int32 {
 		return 0
 	}
 
-	// min-p and top-p both keep a most-likely prefix, and min-p's cut only
-	// depends on the best logit, so filtering by min-p first gives the same
-	// set as llama.cpp's order while sorting fewer candidates.
+	// Highest logit first; among equals the lower id, so results do not
+	// depend on the sort algorithm.
+	byLogit := func(a, b candidate) int {
+		switch {
+		case a.logit > b.logit:
+			return -1
+		case a.logit < b.logit:
+			return 1
+		}
+		return int(a.id - b.id)
+	}
+
+	if k := s.p.TopK; k > 0 && k < len(cands) {
+		selectTop(cands, k, byLogit)
+		cands = cands[:k]
+	}
+
+	// llama.cpp applies top-p, then min-p. Both keep a best-first prefix, so
+	// the result is the shorter of the two; top-p's probabilities are those
+	// of the candidates before min-p, so they are computed first, and min-p
+	// (a single pass over the logits) runs before the sorting top-p needs.
+	topP := s.p.TopP > 0 && s.p.TopP < 1
+	if topP && !softmax(cands) {
+		return bestOf(cands, byLogit)
+	}
 	if s.p.MinP > 0 {
 		maxLogit := cands[0].logit
 		for _, c := range cands {
@@ -139,31 +161,15 @@ func (s *Sampler) Sample(logits []float32, history []int32) int32 {
 				kept = append(kept, c)
 			}
 		}
+		if len(kept) == 0 {
+			// MinP > 1 would drop everything; llama.cpp keeps the best.
+			best := bestOf(cands, byLogit)
+			kept = append(kept, candidate{id: best, logit: maxLogit})
+		}
 		cands = kept
 	}
-
-	// Highest logit first; among equals the lower id, so results do not
-	// depend on the sort algorithm.
-	byLogit := func(a, b candidate) int {
-		switch {
-		case a.logit > b.logit:
-			return -1
-		case a.logit < b.logit:
-			return 1
-		}
-		return int(a.id - b.id)
-	}
-	if k := s.p.TopK; k > 0 && k < len(cands) {
-		selectTop(cands, k, byLogit)
-		cands = cands[:k]
-	}
-
-	if p := s.p.TopP; p > 0 && p < 1 {
-		if !softmax(cands) {
-			return bestOf(cands, byLogit)
-		}
-		cut := topPPrefix(cands, p, byLogit)
-		cands = cands[:cut]
+	if topP {
+		cands = cands[:topPPrefix(cands, s.p.TopP, byLogit)]
 	}
 
 	inv := 1 / s.p.Temperature

@@ -91,6 +91,10 @@ func TestDrawFollowsTheDistribution(t *testing.T) {
 	// min-p 0.5: tokens below 0.25 (half of the best) go.
 	check("min-p", frequencies(New(Params{Temperature: 1, MinP: 0.5, Seed: 5}), logits, n), 0.625, 0.375, 0)
 	check("top-k", frequencies(New(Params{Temperature: 1, TopK: 2, Seed: 6}), logits, n), 0.625, 0.375, 0)
+	// top-p sees the probabilities before min-p: 0.5 < 0.6, so it keeps two;
+	// min-p keeps the same two.
+	check("top-p and min-p", frequencies(New(Params{Temperature: 1, TopP: 0.6, MinP: 0.5, Seed: 8}), logits, n), 0.625, 0.375, 0)
+	check("min-p above 1 keeps the best", frequencies(New(Params{Temperature: 1, MinP: 2, Seed: 9}), logits, n), 1, 0, 0)
 	// Temperature applies after the filters (top-p computed on raw logits).
 	check("top-p then temperature", frequencies(New(Params{Temperature: 0.5, TopP: 0.6, Seed: 7}), logits, n), 0.25/0.34, 0.09/0.34, 0)
 }
@@ -249,4 +253,43 @@ func TestTopPPrefixMatchesFullSort(t *testing.T) {
 			t.Fatalf("trial %d n=%d p=%v: prefix %d, want %d", trial, n, p, cut, wantCut)
 		}
 	}
+}
+
+// FuzzSample throws arbitrary parameters and logits at the sampler: it must
+// never panic and always return an id inside the logits.
+func FuzzSample(f *testing.F) {
+	f.Add(float32(0.8), float32(0.95), float32(0.05), float32(1.1), float32(0), float32(0), 40, 64, uint64(1), []byte{1, 2, 3, 200})
+	f.Add(float32(1), float32(0.5), float32(2), float32(0), float32(0.5), float32(-1), -3, -1, uint64(7), []byte{255, 255, 0})
+	f.Add(float32(math.NaN()), float32(math.NaN()), float32(math.Inf(1)), float32(math.NaN()), float32(1), float32(1), 1, 0, uint64(0), []byte{})
+	f.Fuzz(func(t *testing.T, temp, topP, minP, rep, pres, freq float32, topK, lastN int, seed uint64, raw []byte) {
+		logits := make([]float32, len(raw))
+		for i, b := range raw {
+			switch b {
+			case 255:
+				logits[i] = float32(math.Inf(1))
+			case 254:
+				logits[i] = float32(math.Inf(-1))
+			case 253:
+				logits[i] = float32(math.NaN())
+			default:
+				logits[i] = float32(int(b)-128) / 8
+			}
+		}
+		hist := make([]int32, 0, len(raw))
+		for _, b := range raw {
+			hist = append(hist, int32(b)-3)
+		}
+		s := New(Params{Temperature: temp, TopP: topP, MinP: minP, RepeatPenalty: rep, PresencePenalty: pres,
+			FrequencyPenalty: freq, TopK: topK, RepeatLastN: lastN, Seed: seed})
+		got := s.Sample(logits, hist)
+		if len(logits) == 0 {
+			if got != -1 {
+				t.Fatalf("empty logits gave %d", got)
+			}
+			return
+		}
+		if got < 0 || int(got) >= len(logits) {
+			t.Fatalf("id %d outside %d logits", got, len(logits))
+		}
+	})
 }
