@@ -153,6 +153,8 @@ type scratch struct {
 	buf      []byte
 	sorted   []int32
 	top      []Match
+	bucket   []int32 // counting sort of reached documents by overlap
+	order    []int32
 }
 
 func (ix *Index) getScratch() *scratch {
@@ -397,6 +399,18 @@ func (ix *Index) search(s *scratch, lo, hi int, mode searchMode, threshold float
 				score(lead)
 			}
 		}
+		if mode == modeTopK && len(s.top) < k {
+			// Until k documents are scored there is no bar, so nothing can
+			// be pruned: fill the top-k from the best overlaps so far.
+			for _, d := range s.byOverlapDesc(la) {
+				if len(s.top) == k {
+					break
+				}
+				if ov[d] > 0 {
+					score(d)
+				}
+			}
+		}
 		if found {
 			break
 		}
@@ -404,8 +418,20 @@ func (ix *Index) search(s *scratch, lo, hi int, mode searchMode, threshold float
 			break
 		}
 	}
-	if !found {
-		for _, d := range s.touched {
+	switch {
+	case found:
+	case mode == modeAll:
+		// Every reached document is scored; in id order the documents'
+		// tokens stream through the cache instead of being fetched at random.
+		for d := int32(lo); d < int32(hi); d++ {
+			if ov[d] > 0 {
+				score(d)
+			}
+		}
+	default:
+		// Highest overlap first: the likeliest best matches raise the bar
+		// before the many weak candidates are looked at.
+		for _, d := range s.byOverlapDesc(la) {
 			o := int(ov[d])
 			if o < 0 {
 				continue // scored already
@@ -492,6 +518,33 @@ func newDocLengths(la, r int, bar float64) (lbMin, lbMax int32) {
 		}
 	}
 	return int32(lo), int32(hi)
+}
+
+// byOverlapDesc returns the reached documents ordered by overlap, highest
+// first (a counting sort: overlaps are at most la), ties in reach order.
+func (s *scratch) byOverlapDesc(la int) []int32 {
+	if cap(s.bucket) < la+2 {
+		s.bucket = make([]int32, la+2)
+	}
+	start := s.bucket[:la+2]
+	clear(start)
+	for _, d := range s.touched {
+		start[max(s.ov[d], 0)]++ // scored ones (negative) go last
+	}
+	// Turn counts into start offsets, highest overlap first.
+	pos := int32(0)
+	for o := la + 1; o >= 0; o-- {
+		c := start[o]
+		start[o] = pos
+		pos += c
+	}
+	s.order = slices.Grow(s.order[:0], len(s.touched))[:len(s.touched)]
+	for _, d := range s.touched {
+		o := max(s.ov[d], 0)
+		s.order[start[o]] = d
+		start[o]++
+	}
+	return s.order
 }
 
 // lcsSwapped scores a document shorter than a long (>64 token) query with
