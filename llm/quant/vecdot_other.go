@@ -1,0 +1,13 @@
+//go:build !amd64 || purego
+
+package quant
+
+// kernelSet mirrors vecdot_amd64.go's; without assembly there are none, and
+// VecDot uses the pure-Go reference kernels.
+type kernelSet struct {
+	name    string
+	usable  bool
+	kernels [numTypes]VecDotFunc
+}
+
+var kernelSets []kernelSet
