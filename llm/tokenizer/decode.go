@@ -140,9 +140,11 @@ func cleanSpaces(s string) string {
 	for i := 1; i < total; i++ {
 		x := text[i]
 		if x == '\'' && i+1 < total && text[i-1] == ' ' && text[i+1] == ' ' {
-			n--         // drop the space before
-			i++         // and skip the one after, blanking it as llama.cpp does:
-			text[i] = 0 // a quote right after it then has no space before
+			// Drop the space before and skip the one after, blanking it as
+			// llama.cpp does, so a quote right after it has no space before.
+			n--
+			i++
+			text[i] = 0
 		}
 		text[n] = x
 		n++
