@@ -102,10 +102,28 @@ func (t *Tokenizer) textPiece(id int32) string {
 // that ask for it spaces before punctuation are cleaned up. Ids outside the
 // vocabulary are skipped.
 func (t *Tokenizer) Decode(ids []int32) string {
-	var b strings.Builder
+	return t.Detokenize(ids, false, false)
+}
+
+// Detokenize is llama_detokenize. removeSpecial drops a leading BOS and a
+// trailing EOS where the vocabulary adds them (and then keeps the first
+// word's space, as llama.cpp does); unparseSpecial renders control tokens
+// as their text instead of leaving them out.
+func (t *Tokenizer) Detokenize(ids []int32, removeSpecial, unparseSpecial bool) string {
 	removeSpace := t.addSpacePrefix
+	if removeSpecial && t.addBOS && len(ids) > 0 && ids[0] == t.bos {
+		removeSpace = false
+		ids = ids[1:]
+	}
+	if removeSpecial && t.addEOS && len(ids) > 0 && ids[len(ids)-1] == t.eos {
+		ids = ids[:len(ids)-1]
+	}
+	var b strings.Builder
 	for _, id := range ids {
 		p := t.textPiece(id)
+		if unparseSpecial {
+			p = t.Piece(id)
+		}
 		if removeSpace && strings.HasPrefix(p, " ") {
 			p = p[1:]
 		}

@@ -404,3 +404,21 @@ func TestMergeLinesSplitAtFirstSpace(t *testing.T) {
 		}
 	}
 }
+
+func TestDetokenizeFlags(t *testing.T) {
+	tok := tinySPM(t, nil)
+	ids := append(tok.Encode("ab", true, false), 2) // <s> ▁a b </s>
+	for _, c := range []struct {
+		removeSpecial, unparseSpecial bool
+		want                          string
+	}{
+		{false, false, " ab"},       // BOS renders empty but uses up the space removal
+		{true, false, " ab"},        // BOS dropped: llama.cpp then keeps the space
+		{false, true, "<s> ab</s>"}, // control tokens as text
+		{true, true, " ab</s>"},     // EOS is only dropped where the vocabulary adds it
+	} {
+		if got := tok.Detokenize(ids, c.removeSpecial, c.unparseSpecial); got != c.want {
+			t.Errorf("Detokenize(remove=%v, unparse=%v) = %q, want %q", c.removeSpecial, c.unparseSpecial, got, c.want)
+		}
+	}
+}
