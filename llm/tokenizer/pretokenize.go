@@ -41,15 +41,15 @@ type preTokenizer struct {
 func lookupPre(name string) (preTokenizer, error) {
 	switch name {
 	case "gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v1-en", "jina-v2-es", "jina-v2-de",
-		"jina-v2-code", "roberta-bpe", "mpt", "olmo", "jais":
+		"jina-v2-code", "roberta-bpe", "a.x-4.0", "mellum", "modern-bert", "exaone4", "mpt", "olmo", "jais":
 		return preTokenizer{style: splitGPT2}, nil
-	case "llama3", "llama-v3", "llama-bpe", "falcon3":
+	case "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano":
 		return preTokenizer{style: splitLlama3, ignoreMerges: true, addBOS: true}, nil
 	case "dbrx", "smaug-bpe":
 		return preTokenizer{style: splitLlama3}, nil
-	case "chatglm-bpe":
+	case "chatglm-bpe", "glm4":
 		return preTokenizer{style: splitLlama3, noBOS: true}, nil
-	case "qwen2":
+	case "qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2":
 		return preTokenizer{style: splitQwen2, keepSpaces: true}, nil
 	case "stablelm2", "megrez":
 		return preTokenizer{style: splitQwen2}, nil
