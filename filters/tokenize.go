@@ -1,7 +1,3 @@
-// Package filters decides which generated instructions enter a dataset: the
-// ROUGE-L novelty filter of Self-Instruct / Alpaca (bit-compatible with
-// Google's rouge_score, and fast enough for 52K-item pools) and Alpaca's
-// heuristic filters.
 package filters
 
 import (
