@@ -170,7 +170,6 @@ func genBlockDot(name string, wBytes int, block func(w, x Register, wOff, xOff i
 	sum := XMM()
 	VXORPS(sum, sum, sum)
 
-
 	Label(name + "_loop4")
 	CMPQ(nb, Imm(4))
 	JL(LabelRef(name + "_tail"))
@@ -302,7 +301,7 @@ func genQ4K() {
 	SHRL(Imm(6), t)
 	ANDL(U32(0x03030303), t)
 	SHLL(Imm(4), t)
-	ORL(t, u3) // mins 4-7
+	ORL(t, u3)                // mins 4-7
 	ANDL(U32(0x3f3f3f3f), u1) // mins 0-3
 	MOVL(u0, t)
 	SHRL(Imm(6), t)
