@@ -172,6 +172,22 @@ func FuzzParseDataset(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if d.Shape != ShapeJSONL {
+			// The byte-scanning fast path and the decoder agree item by item.
+			slow := &Dataset{Path: "fuzz"}
+			if err := slow.parseListDecoder(bytes.TrimPrefix(data, []byte("\ufeff"))); err != nil {
+				t.Fatalf("decoder path rejects what the fast path accepted: %v", err)
+			}
+			if len(slow.Items) != len(d.Items) {
+				t.Fatalf("fast path %d items, decoder %d", len(d.Items), len(slow.Items))
+			}
+			for i := range d.Items {
+				a, b := d.Items[i], slow.Items[i]
+				if !bytes.Equal(a.Raw, b.Raw) || a.Line != b.Line || a.Index != b.Index {
+					t.Fatalf("item %d: fast %q line %d, decoder %q line %d", i, a.Raw, a.Line, b.Raw, b.Line)
+				}
+			}
+		}
 		var buf bytes.Buffer
 		if err := WriteDataset(&buf, d.Shape, d.Items); err != nil {
 			t.Fatalf("write: %v", err)
