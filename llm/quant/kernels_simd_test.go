@@ -97,7 +97,6 @@ func checkKernel(t *testing.T, set string, typ Type, n int, w, x []byte, what st
 	}
 }
 
-
 func set0(typ Type, name string) VecDotFunc {
 	for _, s := range kernelSets {
 		if s.name == name {
