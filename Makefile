@@ -26,7 +26,7 @@ bench:
 	  /\/impl=/ && / ns\/op/ { n = split($$1, p, "/impl="); impl = p[2]; sub(/-[0-9]+$$/, "", impl); \
 	    for (i = 2; i <= NF; i++) if ($$i == "ns/op") ns[p[1], impl] = $$(i-1); if (impl != "dp") fast[p[1], impl] = 1 } \
 	  END { print "\nspeed-up over the plain DP LCS, same run:"; \
-	    for (k in fast) { split(k, q, SUBSEP); if (ns[q[1], "dp"] > 0) printf "  %-45s %-12s %8.1fx\n", q[1], q[2], ns[q[1], "dp"] / ns[q[1], q[2]] } }'
+	    for (k in fast) { split(k, q, SUBSEP); if (ns[q[1], "dp"] > 0) printf "  %-45s %-12s %8.1fx\n", q[1], q[2], ns[q[1], "dp"] / ns[q[1], q[2]] | "sort" } }'
 
 # Writes the 5K/20K/52K benchmark corpora as Alpaca JSON lists under
 # out/bench, e.g. for timing `selfinstruct dedupe` on them.

@@ -219,3 +219,24 @@ func TestNoveltyMatchesRougeScoreRaw5000(t *testing.T) {
 	}
 	checkAgainstReference(t, "raw5000", cands, refs, seedInstructions(t), 2)
 }
+
+func TestNoveltyFilterCancelled(t *testing.T) {
+	n := NewNovelty(IndexOptions{Threads: 2}, 0.7)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ds, err := n.Filter(ctx, []string{"one two three", "four five six"})
+	if err == nil || len(ds) != 0 || n.Index().Len() != 0 {
+		t.Fatalf("cancelled Filter: %d decisions, err %v, pool %d", len(ds), err, n.Index().Len())
+	}
+	ds, err = n.Filter(context.Background(), []string{"one two three", "One, two, three!", "", "four five six"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Decision{{true, 0, -1}, {false, 1, 0}, {true, 0, 0}, {true, 0, 0}}
+	if !slices.Equal(ds, want) {
+		t.Fatalf("decisions %+v, want %+v", ds, want)
+	}
+	if st := n.Stats(); st.Checked != 4 || st.Kept != 3 || st.Rejected != 1 || st.Pool != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+}
