@@ -59,6 +59,30 @@ func VecDot(t Type, n int, w, x []byte) float32 {
 	return f(n, w, x)
 }
 
+// VecDotRows sets dst[r] to VecDot(t, n, w_r, x) for the len(dst)
+// consecutive rows w_r of w, each RowBytes(t, n) bytes: one activation row
+// against a slice of a weight matrix, with the sizes checked once instead of
+// per row. Results are exactly VecDot's. Wrong sizes panic.
+func VecDotRows(t Type, n int, w, x []byte, dst []float32) {
+	if !HasVecDot(t) {
+		panic(fmt.Sprintf("quant: no dot-product kernel for %s", t))
+	}
+	rb, err := RowBytes(t, n)
+	if err != nil {
+		panic("quant: VecDotRows: " + err.Error())
+	}
+	if rb*len(dst) != len(w) || len(dst) > 0 && len(w)/len(dst) != rb {
+		panic(fmt.Sprintf("quant: VecDotRows %s n=%d: weights %d bytes for %d rows of %d bytes", t, n, len(w), len(dst), rb))
+	}
+	if xb, _ := RowBytes(VecDotType(t), n); len(x) != xb {
+		panic(fmt.Sprintf("quant: VecDotRows %s n=%d: activations %d bytes, want %d", t, n, len(x), xb))
+	}
+	f := vecDotKernels[t]
+	for r := range dst {
+		dst[r] = f(n, w[r*rb:(r+1)*rb:(r+1)*rb], x)
+	}
+}
+
 func checkVecDotArgs(t Type, n int, w, x []byte) {
 	wb, err := RowBytes(t, n)
 	if err != nil {

@@ -1,0 +1,97 @@
+package quant
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// VecDotRows must return exactly VecDot's value for every row, for every
+// type, whichever kernels are installed.
+func TestVecDotRowsMatchesVecDot(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, typ := range dotTypes {
+		for _, n := range []int{256, 512 + 256} {
+			for _, rows := range []int{0, 1, 3, 17} {
+				rb := mustRowBytes(t, typ, n)
+				w := make([]byte, 0, rows*rb)
+				for range rows {
+					w = append(w, mustQuantize(t, typ, randomRow(r, n, 0.4))...)
+				}
+				x := make([]byte, mustRowBytes(t, VecDotType(typ), n))
+				QuantizeRow(VecDotType(typ), randomRow(r, n, 1.5), x)
+				dst := make([]float32, rows)
+				VecDotRows(typ, n, w, x, dst)
+				for i := range dst {
+					want := VecDot(typ, n, w[i*rb:(i+1)*rb], x)
+					if math.Float32bits(dst[i]) != math.Float32bits(want) {
+						t.Errorf("%s n=%d row %d of %d: %g, VecDot %g", typ, n, i, rows, dst[i], want)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestVecDotRowsPanicsOnBadSizes(t *testing.T) {
+	rb := q8_0Bytes * 2 // one Q8_0 row of 64
+	for _, c := range []struct {
+		name        string
+		w, x        int
+		rows        int
+		t           Type
+		n           int
+		wantsPanics bool
+	}{
+		{"ok", 3 * rb, rb, 3, Q8_0, 64, false},
+		{"no rows", 0, rb, 0, Q8_0, 64, false},
+		{"weights not whole rows", 3*rb + 1, rb, 3, Q8_0, 64, true},
+		{"too few rows in dst", 3 * rb, rb, 2, Q8_0, 64, true},
+		{"short activations", 3 * rb, rb - 1, 3, Q8_0, 64, true},
+		{"short activations, no rows", 0, rb - 1, 0, Q8_0, 64, true},
+		{"n not whole blocks", 3 * rb, rb, 3, Q8_0, 63, true},
+		{"no kernel", 3 * rb, rb, 3, Q5_0, 64, true},
+	} {
+		func() {
+			defer func() {
+				if got := recover() != nil; got != c.wantsPanics {
+					t.Errorf("%s: panicked %v, want %v", c.name, got, c.wantsPanics)
+				}
+			}()
+			VecDotRows(c.t, c.n, make([]byte, c.w), make([]byte, c.x), make([]float32, c.rows))
+		}()
+	}
+}
+
+// BenchmarkVecDotRows compares VecDotRows with calling VecDot per row over a
+// 64×4096 weight slice (what one worker's share of a projection looks like):
+// go test -run '^$' -bench VecDotRows -count 5 ./llm/quant
+func BenchmarkVecDotRows(b *testing.B) {
+	const n, rows = 4096, 64
+	r := rand.New(rand.NewPCG(23, 24))
+	for _, typ := range []Type{Q4_0, Q8_0, Q4_K, Q6_K} {
+		rb := mustRowBytes(b, typ, n)
+		var w []byte
+		for range rows {
+			w = append(w, mustQuantize(b, typ, randomRow(r, n, 0.5))...)
+		}
+		x := make([]byte, mustRowBytes(b, VecDotType(typ), n))
+		QuantizeRow(VecDotType(typ), randomRow(r, n, 1), x)
+		dst := make([]float32, rows)
+		b.Run(fmt.Sprintf("%s/VecDot", typ), func(b *testing.B) {
+			b.SetBytes(int64(len(w)))
+			for b.Loop() {
+				for i := range dst {
+					dst[i] = VecDot(typ, n, w[i*rb:(i+1)*rb], x)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("%s/VecDotRows", typ), func(b *testing.B) {
+			b.SetBytes(int64(len(w)))
+			for b.Loop() {
+				VecDotRows(typ, n, w, x, dst)
+			}
+		})
+	}
+}
