@@ -149,7 +149,8 @@ type scratch struct {
 	distinct []qtok  // known tokens, rarest first
 	ov       []int32 // per document: overlap with the tokens processed so far
 	touched  []int32
-	kern     lcsKernel
+	kern     lcsKernel // the query as the bit side
+	docKern  lcsKernel // a short document as the bit side
 	buf      []byte
 	sorted   []int32
 	top      []Match
@@ -166,6 +167,7 @@ func (ix *Index) getScratch() *scratch {
 		s.ov = append(s.ov, make([]int32, n-len(s.ov)+n/4)...)
 	}
 	s.kern.grow(len(ix.postings))
+	s.docKern.grow(len(ix.postings))
 	return s
 }
 
@@ -287,9 +289,9 @@ func (ix *Index) search(s *scratch, lo, hi int, mode searchMode, threshold float
 		}
 		return searchResult{0, lo}
 	}
-	if la <= 64 {
-		s.kern.prepare(s.ids)
-	}
+	// The query is the bit side, prepared once for the whole search.
+	s.kern.prepare(s.ids)
+	queryWords := (la + 63) / 64
 	best := searchResult{score: -1, id: -1}
 	// bar is the score a document must be able to reach to matter; < 0
 	// means every reached document matters.
@@ -304,19 +306,15 @@ func (ix *Index) search(s *scratch, lo, hi int, mode searchMode, threshold float
 	score := func(d int32) {
 		doc := ix.doc(d)
 		var l int
-		switch {
-		case la <= 64:
+		lb := len(doc)
+		if queryWords > 1 && (lb+63)/64*la+lb < queryWords*lb {
+			// A document much shorter than a long query is the cheaper bit
+			// side, even counting the masks it needs built.
+			s.docKern.prepare(doc)
+			l = s.docKern.run(s.ids)
+			s.docKern.reset()
+		} else {
 			l = s.kern.run(doc)
-		case len(doc) < la:
-			// A short document against a long query: the document is the
-			// cheaper bit side.
-			s.kern.prepare(doc)
-			l = s.kern.run(s.ids)
-			s.kern.reset()
-		default:
-			s.kern.prepare(s.ids)
-			l = s.kern.run(doc)
-			s.kern.reset()
 		}
 		computed++
 		ov[d] += scoredMark
@@ -545,15 +543,6 @@ func (s *scratch) byOverlapDesc(la int) []int32 {
 		start[o]++
 	}
 	return s.order
-}
-
-// lcsSwapped scores a document shorter than a long (>64 token) query with
-// the document as the bit side, reusing the kernel's tables.
-func (ix *Index) lcsSwapped(s *scratch, doc []int32) int {
-	s.kern.prepare(doc)
-	n := s.kern.run(s.ids)
-	s.kern.reset()
-	return n
 }
 
 // insertTop keeps s.top sorted by score desc, id asc, at most k long.

@@ -86,6 +86,9 @@ func lcsWord(dense []uint64, scan []int32) int {
 // side. v is scratch of `words` words. Since u ⊆ v, v-u is v&^u and only the
 // addition carries between words.
 func lcsMulti(slot []int32, masks []uint64, words int, scan []int32, v []uint64) int {
+	if words == 2 {
+		return lcs2Words(slot, masks, scan)
+	}
 	v = v[:words]
 	for i := range v {
 		v[i] = ^uint64(0)
@@ -112,6 +115,28 @@ func lcsMulti(slot []int32, masks []uint64, words int, scan []int32, v []uint64)
 		n += bits.OnesCount64(^x)
 	}
 	return n
+}
+
+// lcs2Words is lcsMulti unrolled for 65..128-token bit sides (typical of
+// long outputs), with the vector in registers.
+func lcs2Words(slot []int32, masks []uint64, scan []int32) int {
+	v0, v1 := ^uint64(0), ^uint64(0)
+	for _, t := range scan {
+		if uint32(t) >= uint32(len(slot)) {
+			continue
+		}
+		s := slot[t]
+		if s < 0 {
+			continue
+		}
+		m := masks[2*int(s) : 2*int(s)+2 : 2*int(s)+2]
+		u0, u1 := v0&m[0], v1&m[1]
+		sum0, c := bits.Add64(v0, u0, 0)
+		sum1, _ := bits.Add64(v1, u1, c)
+		v0 = sum0 | (v0 &^ u0)
+		v1 = sum1 | (v1 &^ u1)
+	}
+	return bits.OnesCount64(^v0) + bits.OnesCount64(^v1)
 }
 
 // lcsKernel holds reusable tables for bit-parallel LCS over token ids in
