@@ -21,3 +21,6 @@ func dotF32AVX2(w []byte, x []byte, n int) float64
 
 // dotF16AVX2 returns the float64 sum of the float32 products of n elements, n a multiple of 16 (AVX2, F16C).
 func dotF16AVX2(w []byte, x []byte, n int) float64
+
+// dotBF16AVX2 returns the float64 sum of the float32 products of n elements, n a multiple of 16 (AVX2, F16C).
+func dotBF16AVX2(w []byte, x []byte, n int) float64

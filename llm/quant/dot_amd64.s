@@ -1082,3 +1082,54 @@ dotF16AVX2_done:
 	VZEROUPPER
 	MOVSD        X0, ret+56(FP)
 	RET
+
+// func dotBF16AVX2(w []byte, x []byte, n int) float64
+// Requires: AVX, AVX2, SSE2
+TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-64
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   n+48(FP), DX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+
+dotBF16AVX2_loop:
+	TESTQ        DX, DX
+	JZ           dotBF16AVX2_done
+	VPMOVZXWD    (AX), Y4
+	VPSLLD       $0x10, Y4, Y4
+	VPMOVZXWD    (CX), Y5
+	VPSLLD       $0x10, Y5, Y5
+	VMULPS       Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X5
+	VCVTPS2PD    X4, Y4
+	VCVTPS2PD    X5, Y5
+	VADDPD       Y4, Y0, Y0
+	VADDPD       Y5, Y1, Y1
+	VPMOVZXWD    16(AX), Y4
+	VPSLLD       $0x10, Y4, Y4
+	VPMOVZXWD    16(CX), Y5
+	VPSLLD       $0x10, Y5, Y5
+	VMULPS       Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X5
+	VCVTPS2PD    X4, Y4
+	VCVTPS2PD    X5, Y5
+	VADDPD       Y4, Y2, Y2
+	VADDPD       Y5, Y3, Y3
+	ADDQ         $0x20, AX
+	ADDQ         $0x20, CX
+	SUBQ         $0x10, DX
+	JMP          dotBF16AVX2_loop
+
+dotBF16AVX2_done:
+	VADDPD       Y1, Y0, Y0
+	VADDPD       Y3, Y2, Y2
+	VADDPD       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPD       X1, X0, X0
+	VUNPCKHPD    X0, X0, X1
+	VADDSD       X1, X0, X0
+	VZEROUPPER
+	MOVSD        X0, ret+56(FP)
+	RET

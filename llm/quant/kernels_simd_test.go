@@ -53,6 +53,8 @@ func randomBlocks(r *rand.Rand, t Type, n int) []byte {
 			binary.LittleEndian.PutUint16(b[off:], randomHalf(r, 2))
 		case F32:
 			binary.LittleEndian.PutUint32(b[off:], math.Float32bits(float32(r.NormFloat64()*2)))
+		case BF16:
+			binary.LittleEndian.PutUint16(b[off:], FP32ToBF16(float32(r.NormFloat64()*2)))
 		}
 	}
 	return b
@@ -67,7 +69,7 @@ func mustRowBytesNoT(t Type, n int) int {
 }
 
 // checkKernel compares an assembly kernel with the reference on one input.
-// The quantised kernels must return the reference's bits. F32/F16 sum in
+// The quantised kernels must return the reference's bits. F32/F16/BF16 sum in
 // float64 in another order, so they may differ by the float64 rounding of
 // the sum (n*2^-53 of the products' magnitude), plus one float32 rounding.
 func checkKernel(t *testing.T, set string, typ Type, n int, w, x []byte, what string) {
@@ -75,14 +77,18 @@ func checkKernel(t *testing.T, set string, typ Type, n int, w, x []byte, what st
 	got := set0(typ, set)(n, w, x)
 	want := vecDotReference[typ](n, w, x)
 	switch typ {
-	case F32, F16:
+	case F32, F16, BF16:
 		var mag float64
 		for i := 0; i < n; i++ {
 			var a, b float32
-			if typ == F32 {
+			switch typ {
+			case F32:
 				a, b = f32At(w, i), f32At(x, i)
-			} else {
+			case F16:
 				a, b = f16At(w, 2*i), f16At(x, 2*i)
+			case BF16:
+				a = BF16ToFP32(binary.LittleEndian.Uint16(w[2*i:]))
+				b = BF16ToFP32(binary.LittleEndian.Uint16(x[2*i:]))
 			}
 			mag += math.Abs(float64(a * b))
 		}
@@ -109,7 +115,7 @@ func set0(typ Type, name string) VecDotFunc {
 // blockCounts cover one block, the four-block main loops with and without a
 // tail, and longer rows.
 func blockCounts(typ Type) []int {
-	if typ == F32 || typ == F16 {
+	if typ.BlockSize() == 1 {
 		return []int{1, 2, 7, 15, 16, 17, 31, 32, 33, 64, 100, 1025, 4096}
 	}
 	return []int{1, 2, 3, 4, 5, 7, 8, 9, 16, 33}
@@ -196,13 +202,17 @@ func fillBlocks(typ Type, b []byte, fill byte, s float32) {
 			}
 			binary.LittleEndian.PutUint32(b[i:], math.Float32bits(v))
 		}
-	case F16:
+	case F16, BF16:
 		for i := 0; i < len(b); i += 2 {
 			v := s
 			if fill&1 == 1 && i%4 == 0 {
 				v = -s
 			}
-			putF16(b, i, v)
+			if typ == F16 {
+				putF16(b, i, v)
+			} else {
+				binary.LittleEndian.PutUint16(b[i:], FP32ToBF16(v))
+			}
 		}
 	case Q8_K:
 		for off := 0; off < len(b); off += q8KBytes {
@@ -237,7 +247,7 @@ func TestInstalledKernelsAreWidestUsable(t *testing.T) {
 func BenchmarkVecDotKernels(b *testing.B) {
 	const n = 4096
 	r := rand.New(rand.NewPCG(7, 8))
-	for _, typ := range []Type{F32, F16, Q4_0, Q8_0, Q4_K, Q6_K} {
+	for _, typ := range []Type{F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q6_K} {
 		w, err := Quantize(typ, randomRow(r, n, 0.5))
 		if err != nil {
 			b.Fatal(err)

@@ -3,12 +3,12 @@
 // It is a module of its own so that avo's dependencies stay out of the main
 // module. Run it through go generate in llm/quant (see vecdot_amd64.go).
 //
-// Every kernel reproduces the pure-Go reference exactly except the F32/F16
-// ones: integer block sums are exact whatever the grouping, and the float
-// steps that follow (scaling, per-lane and per-block accumulation) are done
-// with the reference's operations in the reference's order, so the quantised
-// kernels return the reference's bits. F32/F16 keep float64 accumulation but
-// in 16 parallel sums, which only changes float64 rounding.
+// The quantised kernels reproduce the pure-Go reference bit for bit: integer
+// block sums are exact whatever the grouping, and the float steps that follow
+// (scaling, per-lane and per-block accumulation) use the reference's
+// operations in the reference's order. The F32, F16 and BF16 kernels keep the
+// reference's float64 accumulation but in 16 parallel sums, which changes
+// only float64 rounding.
 package main
 
 import (
@@ -76,8 +76,9 @@ func main() {
 	genQ4_0()
 	genQ4K()
 	genQ6K()
-	genFloat("dotF32AVX2", false)
-	genFloat("dotF16AVX2", true)
+	genFloat("dotF32AVX2", f32)
+	genFloat("dotF16AVX2", f16)
+	genFloat("dotBF16AVX2", bf16)
 	Generate()
 }
 
@@ -481,10 +482,32 @@ func genQ6K() {
 	RET()
 }
 
-// genFloat generates the F32 or F16 kernel over n elements, n a multiple of
-// 16: float32 products (exact for F16), widened and summed in float64 in 16
-// parallel sums.
-func genFloat(name string, half bool) {
+type floatKind int
+
+const (
+	f32 floatKind = iota
+	f16
+	bf16
+)
+
+// loadFloats loads 8 elements at m as float32s.
+func loadFloats(kind floatKind, m Mem, dst VecVirtual) {
+	switch kind {
+	case f32:
+		VMOVUPS(m, dst)
+	case f16:
+		VCVTPH2PS(m, dst)
+	case bf16:
+		// A bfloat16 is the high half of a float32.
+		VPMOVZXWD(m, dst)
+		VPSLLD(Imm(16), dst, dst)
+	}
+}
+
+// genFloat generates the F32, F16 or BF16 kernel over n elements, n a
+// multiple of 16: float32 products (exact for F16 and BF16), widened and
+// summed in float64 in 16 parallel sums.
+func genFloat(name string, kind floatKind) {
 	TEXT(name, NOSPLIT, "func(w, x []byte, n int) float64")
 	Doc(name + " returns the float64 sum of the float32 products of n elements, n a multiple of 16 (AVX2, F16C).")
 	w := Load(Param("w").Base(), GP64())
@@ -496,7 +519,7 @@ func genFloat(name string, half bool) {
 		VXORPD(acc[i], acc[i], acc[i])
 	}
 	size := 4
-	if half {
+	if kind != f32 {
 		size = 2
 	}
 	Label(name + "_loop")
@@ -504,13 +527,13 @@ func genFloat(name string, half bool) {
 	JZ(LabelRef(name + "_done"))
 	for k := 0; k < 2; k++ {
 		a, b := YMM(), YMM()
-		if half {
-			VCVTPH2PS(Mem{Base: w, Disp: 16 * k}, a)
-			VCVTPH2PS(Mem{Base: x, Disp: 16 * k}, b)
-			VMULPS(b, a, a)
-		} else {
+		if kind == f32 {
 			VMOVUPS(Mem{Base: w, Disp: 32 * k}, a)
 			VMULPS(Mem{Base: x, Disp: 32 * k}, a, a)
+		} else {
+			loadFloats(kind, Mem{Base: w, Disp: 8 * size * k}, a)
+			loadFloats(kind, Mem{Base: x, Disp: 8 * size * k}, b)
+			VMULPS(b, a, a)
 		}
 		hi := XMM()
 		VEXTRACTF128(Imm(1), a, hi)
