@@ -54,6 +54,13 @@ type TranslateConfig struct {
 	Settings map[string]any
 }
 
+// InputError is a problem with the user's input (a flag, the dataset, the
+// glossary) rather than with the run; the CLI exits with its bad-input code.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
 // TranslationReportFile is the report's default name, next to the output.
 const TranslationReportFile = "translation_report.json"
 
@@ -263,11 +270,11 @@ type translateRun struct {
 // cancellation abandons them.
 func RunTranslate(ctx, hard context.Context, t teacher.Teacher, cfg TranslateConfig) (*TranslationReport, error) {
 	if err := cfg.defaults(); err != nil {
-		return nil, err
+		return nil, &InputError{err}
 	}
 	r := &translateRun{cfg: cfg}
 	if err := r.load(); err != nil {
-		return nil, err
+		return nil, &InputError{err}
 	}
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return nil, fmt.Errorf("work directory %s: %w", cfg.WorkDir, err)

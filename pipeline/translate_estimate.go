@@ -40,11 +40,11 @@ const translationGrowth = 1.3
 // making any or taking the lock: the journal is only read.
 func EstimateTranslate(cfg TranslateConfig) (*TranslateEstimate, error) {
 	if err := cfg.defaults(); err != nil {
-		return nil, err
+		return nil, &InputError{err}
 	}
 	r := &translateRun{cfg: cfg}
 	if err := r.load(); err != nil {
-		return nil, err
+		return nil, &InputError{err}
 	}
 	est := &TranslateEstimate{Examples: len(r.examples), CostKnown: true}
 	data, err := os.ReadFile(filepath.Join(cfg.WorkDir, JournalFile))
