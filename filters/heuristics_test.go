@@ -151,3 +151,69 @@ func FuzzHeuristics(f *testing.F) {
 		}
 	})
 }
+
+// pythonCharClasses prints, over every code point CPython's Unicode tables
+// assign, those that are \w, those that are \s (the same set as
+// str.isspace() and str.split()), and for each ASCII letter those that
+// re.IGNORECASE matches to it.
+const pythonCharClasses = `
+import json, re, unicodedata
+cps = [c for c in range(0x110000) if not 0xd800 <= c < 0xe000 and unicodedata.category(chr(c)) != "Cn"]
+text = "".join(map(chr, cps))
+found = lambda pattern, flags=0: [ord(m) for m in re.findall(pattern, text, flags)]
+letters = {l: found(l, re.IGNORECASE) for l in "abcdefghijklmnopqrstuvwxyz"}
+print(json.dumps({"assigned": cps, "word": found(r"\w"), "space": found(r"\s"), "letters": letters}))
+`
+
+// TestCharClassesAgainstPython checks the word-character, whitespace and
+// case-folding rules behind the heuristics against CPython on every code
+// point both Unicode versions assign; it skips without python3.
+func TestCharClassesAgainstPython(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not installed")
+	}
+	out, err := exec.Command(py, "-c", pythonCharClasses).Output()
+	if err != nil {
+		t.Fatalf("python3: %v", err)
+	}
+	var classes struct {
+		Assigned, Word, Space []rune
+		Letters               map[string][]rune
+	}
+	if err := json.Unmarshal(out, &classes); err != nil {
+		t.Fatal(err)
+	}
+	set := func(rs []rune) map[rune]bool {
+		m := make(map[rune]bool, len(rs))
+		for _, r := range rs {
+			m[r] = true
+		}
+		return m
+	}
+	word, space := set(classes.Word), set(classes.Space)
+	for _, r := range classes.Assigned {
+		if isPythonWordRune(r) != word[r] {
+			t.Errorf("%U: word rune %v, Python \\w %v", r, isPythonWordRune(r), word[r])
+		}
+		if pythonIsSpace(r) != space[r] {
+			t.Errorf("%U: space %v, Python isspace %v", r, pythonIsSpace(r), space[r])
+		}
+	}
+	// Each code point matches at most one ASCII letter.
+	pyLetter := map[rune]rune{}
+	for letter, matching := range classes.Letters {
+		for _, r := range matching {
+			pyLetter[r] = rune(letter[0])
+		}
+	}
+	for _, r := range classes.Assigned {
+		var got rune
+		if f := foldRune(r); 'a' <= f && f <= 'z' {
+			got = f
+		}
+		if got != pyLetter[r] {
+			t.Errorf("%U: folds to letter %q, Python re.IGNORECASE matches it to %q", r, got, pyLetter[r])
+		}
+	}
+}
