@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -139,6 +140,9 @@ func runDedupe(cmd *cobra.Command, in string, fl *dedupeFlags) error {
 		if k {
 			kept = append(kept, ds.Items[i])
 		}
+	}
+	if err := os.MkdirAll(filepath.Dir(fl.out), 0o755); err != nil {
+		return err
 	}
 	if err := output.WriteDatasetFile(fl.out, ds.Shape, kept); err != nil {
 		return err

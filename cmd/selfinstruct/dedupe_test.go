@@ -68,7 +68,7 @@ func TestDedupeRecordsKeepFieldsAndShape(t *testing.T) {
 		`{"instruction": "Write a haiku about autumn leaves.", "input": "", "output": "Give three tips for staying healthy."}`,
 	}
 	os.WriteFile(jsonl, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
-	out := filepath.Join(dir, "out.jsonl")
+	out := filepath.Join(dir, "new", "dir", "out.jsonl") // parents are created
 	if _, stderr, code := runCLI(t, nil, "dedupe", jsonl, "-o", out); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
