@@ -45,6 +45,11 @@ type AlpacaConfig struct {
 	TopP        float64
 	MaxTokens   int
 
+	// ExistingPool holds instructions already in a dataset being extended
+	// (refresh): they join the novelty pool after the seeds, so nothing
+	// new may be too similar to them, but they are not prompt examples.
+	ExistingPool []string
+
 	Threshold  float64 // ROUGE-L above this is rejected (Alpaca: 0.7)
 	Tokenizer  filters.Tokenizer
 	Heuristics filters.HeuristicOptions
@@ -191,6 +196,12 @@ func (r *alpacaRun) open() error {
 		r.novelty.AddPool(s.Instruction)
 		if r.pool != nil {
 			r.pool.Add(s.Instruction)
+		}
+	}
+	for _, inst := range cfg.ExistingPool {
+		r.novelty.AddPool(inst)
+		if r.pool != nil {
+			r.pool.Add(inst)
 		}
 	}
 	r.report = Report{
