@@ -144,8 +144,11 @@ func gracefulContexts(parent context.Context) (soft, hard context.Context, clean
 }
 
 func runGenerate(cmd *cobra.Command, g *generateFlags) error {
+	if g.recipe == "self-instruct" || g.recipe == "selfinstruct" {
+		return runSelfInstruct(cmd, g)
+	}
 	if g.recipe != "alpaca" {
-		return withCode(exitBadInput, fmt.Errorf("--recipe %q: want alpaca", g.recipe))
+		return withCode(exitBadInput, fmt.Errorf("--recipe %q: want alpaca or self-instruct", g.recipe))
 	}
 	seeds, source, raw, err := loadSeeds(g.seedTasks)
 	if err != nil {
