@@ -497,3 +497,26 @@ func TestSelfInstructOutputSeedsNextRun(t *testing.T) {
 		t.Fatalf("%d tasks", len(got))
 	}
 }
+
+// With a completions model the same prompts travel as raw text, one per
+// request, and the model continues them.
+func TestSelfInstructCompletionsMode(t *testing.T) {
+	srv := siServer(t, openaitest.Faults{}, 13)
+	dir := t.TempDir()
+	cfg := siConfig(dir, 15)
+	cfg.API = teacher.ModeCompletion
+	cfg.Model = "gpt-3.5-turbo-instruct"
+	if _, err := RunSelfInstruct(context.Background(), context.Background(), newTeacherModel(t, srv, cfg.Model), cfg); err != nil {
+		t.Fatal(err)
+	}
+	calls, _ := srv.Calls()
+	for _, c := range calls {
+		if c.Endpoint != "completions" {
+			t.Fatalf("a %s request in completions mode", c.Endpoint)
+		}
+		if p, ok := c.Body["prompt"].([]any); ok && len(p) != 1 {
+			t.Fatalf("%d prompts in one request", len(p))
+		}
+	}
+	checkSelfInstructOutput(t, cfg, dir, readSIJournal(t, dir), readServerLog(calls))
+}

@@ -1,9 +1,16 @@
 package prompts
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -433,4 +440,128 @@ func FuzzParseInstances(f *testing.F) {
 			}
 		}
 	})
+}
+
+// referenceFile reads a file of the shared reference data, or skips.
+func referenceFile(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "shared", "reference", name))
+	if err != nil {
+		t.Skipf("reference data absent (%v): the round trip over real instances needs ../shared/reference/%s", err, name)
+	}
+	return data
+}
+
+// hasLineMarker reports whether s has a line that the instance parsers
+// read as a marker; such text cannot round-trip through any line format.
+var lineMarker = regexp.MustCompile(`(?im)^[ \t#*]*(class[ \t]*label|input|output|example[ \t]*\d+|task)[ \t\d]*[:.)]?`)
+
+// Real instances, written out the way the prompts ask for them, parse back
+// exactly: Alpaca's cleaned records as input-first examples, three to a
+// response, and Self-Instruct's classification seeds as label-first
+// blocks.
+func TestInstanceParsersRoundTripRealData(t *testing.T) {
+	var recs []struct{ Instruction, Input, Output string }
+	if err := json.Unmarshal(referenceFile(t, "alpaca_data_sample_2k.json"), &recs); err != nil {
+		t.Fatal(err)
+	}
+	checked, skipped := 0, 0
+	for i := 0; i+3 <= len(recs); i += 3 {
+		var b strings.Builder
+		var want []Instance
+		ok := true
+		for k, r := range recs[i : i+3] {
+			in, out := strings.TrimSpace(r.Input), strings.TrimSpace(r.Output)
+			if lineMarker.MatchString(in) || lineMarker.MatchString(out) || out == "" {
+				ok = false
+			}
+			fmt.Fprintf(&b, "Example %d\n", k+1)
+			if in != "" {
+				fmt.Fprintf(&b, "Input: %s\n", in)
+			}
+			fmt.Fprintf(&b, "Output: %s\n", out)
+			want = append(want, Instance{Input: in, Output: out})
+		}
+		if !ok {
+			skipped++
+			continue
+		}
+		checked++
+		got := ParseGenInstances(b.String(), "stop")
+		if !reflect.DeepEqual(got.Instances, want) {
+			t.Fatalf("records %d..%d:\n%s\nparsed as %q", i, i+2, b.String(), got.Instances)
+		}
+	}
+	if checked < 500 {
+		t.Fatalf("only %d responses checked (%d skipped)", checked, skipped)
+	}
+
+	seeds, err := ParseSeedTasks(bytes.NewReader(referenceFile(t, "alpaca_seed_tasks.jsonl")), "alpaca_seed_tasks.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clf := 0
+	for _, s := range seeds {
+		if !s.IsClassification {
+			continue
+		}
+		in, out := strings.TrimSpace(s.Instances[0].Input), strings.TrimSpace(s.Instances[0].Output)
+		if strings.Contains(out, "\n") || lineMarker.MatchString(in) {
+			continue
+		}
+		clf++
+		text := fmt.Sprintf("Class label: %s\nInput: %s\nClass label: Other\n", out, in)
+		got := ParseClassInstances(text, "stop")
+		want := []Instance{{Input: in, Output: out}, {Output: "Other"}}
+		if !reflect.DeepEqual(got.Instances, want) {
+			t.Errorf("seed %s:\n%s\nparsed as %q", s.ID, text, got.Instances)
+		}
+	}
+	if clf < 15 {
+		t.Fatalf("only %d classification seeds checked", clf)
+	}
+	t.Logf("%d input-first responses (%d skipped for marker-like lines), %d label-first", checked, skipped, clf)
+}
+
+// Real instructions written as the continuation of a bootstrap list, with
+// and without the restated open number, parse back (whitespace collapsed).
+func TestBootstrapParserRoundTripRealData(t *testing.T) {
+	var recs []struct{ Instruction string }
+	if err := json.Unmarshal(referenceFile(t, "alpaca_data_raw_5000.json"), &recs); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for i := 0; i+7 <= len(recs) && checked < 500; i += 7 {
+		var b strings.Builder
+		var want []string
+		ok := true
+		for k, r := range recs[i : i+7] {
+			inst := strings.Join(strings.Fields(r.Instruction), " ")
+			if inst == "" || bootstrapItem.MatchString(inst) || strings.Contains(inst, "**") || taskLabel.MatchString(inst) ||
+				!unicode.IsUpper([]rune(inst)[0]) {
+				ok = false
+			}
+			switch {
+			case k == 0 && checked%2 == 0:
+				b.WriteString(" " + inst)
+			default:
+				if k > 0 {
+					b.WriteString("\n")
+				}
+				fmt.Fprintf(&b, "%d. %s", 9+k, inst)
+			}
+			want = append(want, inst)
+		}
+		if !ok {
+			continue
+		}
+		checked++
+		got := ParseBootstrapResponse(b.String(), 9, 15, "stop")
+		if !reflect.DeepEqual(got.Instructions, want) || len(got.Dropped) != 0 {
+			t.Fatalf("records %d..%d:\n%s\nparsed as %q, dropped %v", i, i+6, b.String(), got.Instructions, got.Dropped)
+		}
+	}
+	if checked < 300 {
+		t.Fatalf("only %d responses checked", checked)
+	}
 }
