@@ -520,3 +520,67 @@ func TestSelfInstructCompletionsMode(t *testing.T) {
 	}
 	checkSelfInstructOutput(t, cfg, dir, readSIJournal(t, dir), readServerLog(calls))
 }
+
+// --max-cost stops the run cleanly with everything paid for kept, and a
+// resumed run with more budget finishes it without asking again.
+func TestSelfInstructBudgetStopsAndResumes(t *testing.T) {
+	srv := siServer(t, openaitest.Faults{}, 17)
+	dir := t.TempDir()
+	cfg := siConfig(dir, 30)
+	prices, err := teacher.DefaultPrices().WithOverride("gpt-4o-mini", teacher.Price{Input: 1000, Output: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Cost = func(u teacher.Usage) (float64, bool) { return prices.Cost("gpt-4o-mini", u) }
+	rep, err := RunSelfInstruct(context.Background(), context.Background(), teacher.WithBudget(newTeacher(t, srv), 20, prices, 0), cfg)
+	if !errors.Is(err, teacher.ErrBudget) {
+		t.Fatalf("got %v, want ErrBudget", err)
+	}
+	if rep.CostUSD > 20 || rep.Status != "budget_reached" || rep.Written == 0 || rep.Written >= 30 {
+		t.Fatalf("spent %.2f, status %q, %d tasks written", rep.CostUSD, rep.Status, rep.Written)
+	}
+	if got := readTasksFile(t, dir); len(got) != rep.Written {
+		t.Fatalf("%d tasks on disk, report says %d", len(got), rep.Written)
+	}
+	before := readSIJournal(t, dir)
+	n, _ := srv.Calls()
+	spent, err := SpentSoFar(dir)
+	if err != nil || spent != rep.CostUSD {
+		t.Fatalf("SpentSoFar %v %v, report %v", spent, err, rep.CostUSD)
+	}
+	if _, err := RunSelfInstruct(context.Background(), context.Background(), teacher.WithBudget(newTeacher(t, srv), 1000, prices, spent), cfg); err != nil {
+		t.Fatal(err)
+	}
+	calls, _ := srv.Calls()
+	later := readServerLog(calls[len(n):])
+	for task := range before.classified {
+		if later.classify[task] > 0 {
+			t.Errorf("%q classified again after the budget stop", task)
+		}
+	}
+	checkSelfInstructOutput(t, cfg, dir, readSIJournal(t, dir), readServerLog(calls))
+}
+
+// A teacher that never writes usable instances stops the run as
+// unproductive instead of bootstrapping forever.
+func TestSelfInstructBarrenInstances(t *testing.T) {
+	inner := openaitest.SelfInstructResponder(19)
+	srv := openaitest.New(openaitest.Options{Respond: func(c openaitest.Call) openaitest.Reply {
+		switch kind, _, _ := openaitest.SelfInstructKind(c.Prompt); kind {
+		case openaitest.KindOutputFirst, openaitest.KindInputFirst:
+			return openaitest.Reply{Text: "I would be happy to help with that task!"}
+		}
+		return inner(c)
+	}})
+	defer srv.Close()
+	dir := t.TempDir()
+	cfg := siConfig(dir, 20)
+	cfg.MaxBarren = 6
+	rep, err := RunSelfInstruct(context.Background(), context.Background(), newTeacher(t, srv), cfg)
+	if !errors.Is(err, ErrBarren) || rep.Status != "unproductive" {
+		t.Fatalf("got %v, status %q", err, rep.Status)
+	}
+	if rep.Stages.Instances.TasksDropped[ReasonNoInstances] < 6 || rep.Stages.Instances.Dropped[string(prompts.DropNoBlocks)] < 6 {
+		t.Fatalf("instance stage %+v", rep.Stages.Instances)
+	}
+}
