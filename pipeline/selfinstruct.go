@@ -905,7 +905,7 @@ func (r *siRun) checkNovel(inst string, keptHere []string) (bool, float64, int) 
 	keep, score, argmax := r.novelty.Check(inst)
 	pool := r.novelty.Index().Len()
 	for i, k := range keptHere {
-		if s := filters.RougeL(inst, k); s > score {
+		if s := filters.RougeLWith(inst, k, r.cfg.Tokenizer); s > score {
 			score, argmax = s, pool+i
 		}
 	}
