@@ -10,8 +10,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/selfinstruct/selfinstruct/output"
@@ -21,10 +22,11 @@ import (
 // ErrNothingToDo means a refresh was asked to add nothing.
 var ErrNothingToDo = errors.New("nothing to do")
 
-// Files and directories of a refreshed dataset directory.
+// Files and directories of a refreshed dataset directory. Snapshots of
+// earlier versions sit beside alpaca_data.json as
+// alpaca_data.<UTC time>.json.
 const (
 	ChangelogFile = "CHANGELOG.jsonl"
-	VersionsDir   = "versions"
 	// RefreshWorkDir is where a refresh generates before it publishes: a
 	// run killed there resumes from its own journal, and the published
 	// dataset beside it is never touched until the new one is complete.
@@ -34,7 +36,7 @@ const (
 
 // RefreshConfig configures one refresh of a dataset directory.
 type RefreshConfig struct {
-	Dir string // holds alpaca_data.json, versions/, CHANGELOG.jsonl
+	Dir string // holds alpaca_data.json, its snapshots, CHANGELOG.jsonl
 	Add int    // new examples to add
 	// KeepVersions is how many dated snapshots of earlier versions to keep.
 	KeepVersions int
@@ -286,17 +288,30 @@ func (rf *refresher) publish(st *refreshState, base *baseDataset, rep *Report) (
 	return entry, rf.finish(entry)
 }
 
-// snapshot links the current alpaca_data.json into versions/, named by the
-// UTC time it was published (its modification time).
+// snapshotRE matches the snapshot names prune may remove, and nothing else.
+var snapshotRE = regexp.MustCompile(`^alpaca_data\.\d{8}T\d{6}Z(-\d+)?\.json$`)
+
+func snapshotKey(name string) (stamp string, n int) {
+	m := snapshotRE.FindStringSubmatch(name)
+	if m == nil {
+		return name, 0
+	}
+	if m[1] != "" {
+		n, _ = strconv.Atoi(m[1][1:])
+	}
+	return name[len("alpaca_data.") : len("alpaca_data.")+16], n
+}
+
+// snapshot hard-links the current alpaca_data.json to
+// alpaca_data.<UTC time>.json, named by the time it was published (its
+// modification time); the rename that publishes the new version leaves the
+// link holding the old one.
 func (rf *refresher) snapshot() (string, error) {
 	fi, err := os.Stat(rf.data)
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(rf.cfg.Dir, VersionsDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("create %s: %w", dir, err)
-	}
+	dir := rf.cfg.Dir
 	stamp := fi.ModTime().UTC().Format("20060102T150405Z")
 	for n := 0; ; n++ {
 		name := "alpaca_data." + stamp + ".json"
@@ -306,7 +321,7 @@ func (rf *refresher) snapshot() (string, error) {
 		path := filepath.Join(dir, name)
 		if si, err := os.Stat(path); err == nil {
 			if os.SameFile(si, fi) {
-				return filepath.Join(VersionsDir, name), nil // linked by a refresh killed after this step
+				return name, nil // linked by a refresh killed after this step
 			}
 			continue
 		}
@@ -320,7 +335,7 @@ func (rf *refresher) snapshot() (string, error) {
 				return "", err
 			}
 		}
-		return filepath.Join(VersionsDir, name), output.SyncDir(dir)
+		return name, output.SyncDir(dir)
 	}
 }
 
@@ -378,21 +393,27 @@ func changelogHas(path, id string) (bool, error) {
 
 // prune keeps the newest KeepVersions snapshots.
 func (rf *refresher) prune() error {
-	dir := filepath.Join(rf.cfg.Dir, VersionsDir)
+	dir := rf.cfg.Dir
 	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}
 	var snaps []string
 	for _, e := range entries {
-		if n := e.Name(); strings.HasPrefix(n, "alpaca_data.") && strings.HasSuffix(n, ".json") && !e.IsDir() {
+		if n := e.Name(); snapshotRE.MatchString(n) && !e.IsDir() {
 			snaps = append(snaps, n)
 		}
 	}
-	sort.Strings(snaps) // UTC stamps sort by time
+	// UTC stamps sort by time; a "-n" suffix (two versions in one second)
+	// comes after the plain name.
+	sort.Slice(snaps, func(i, j int) bool {
+		si, ni := snapshotKey(snaps[i])
+		sj, nj := snapshotKey(snaps[j])
+		if si != sj {
+			return si < sj
+		}
+		return ni < nj
+	})
 	for len(snaps) > rf.cfg.KeepVersions {
 		if err := os.Remove(filepath.Join(dir, snaps[0])); err != nil {
 			return fmt.Errorf("prune %s: %w", snaps[0], err)

@@ -97,7 +97,7 @@ func TestRefreshThreeTimes(t *testing.T) {
 	}
 	// Two earlier versions kept, the newest being the dataset the last
 	// refresh replaced.
-	snaps, _ := os.ReadDir(filepath.Join(dir, VersionsDir))
+	snaps, _ := filepath.Glob(filepath.Join(dir, "alpaca_data.*Z*.json"))
 	if len(snaps) != 2 {
 		t.Fatalf("%d snapshots, want 2 (--keep-versions 2)", len(snaps))
 	}
@@ -171,5 +171,24 @@ func TestRefreshRecovers(t *testing.T) {
 	}
 	if log := readChangelog(t, dir); len(log) != 3 || log[2].After != 25 {
 		t.Fatalf("changelog %+v", log)
+	}
+}
+
+func TestRefreshPruneOrder(t *testing.T) {
+	dir := t.TempDir()
+	names := []string{"alpaca_data.20261126T031700Z.json", "alpaca_data.20261127T031700Z.json",
+		"alpaca_data.20261127T031700Z-1.json", "alpaca_data.20261127T031700Z-2.json", "alpaca_data.json", "alpaca_data.backup.json"}
+	for _, n := range names {
+		os.WriteFile(filepath.Join(dir, n), []byte("[]"), 0o644)
+	}
+	rf := &refresher{cfg: RefreshConfig{Dir: dir, KeepVersions: 2}}
+	if err := rf.prune(); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range names {
+		_, err := os.Stat(filepath.Join(dir, n))
+		if kept := err == nil; kept != (i >= 2) {
+			t.Errorf("%s kept=%v", n, kept)
+		}
 	}
 }
