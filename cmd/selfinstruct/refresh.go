@@ -38,8 +38,8 @@ is too similar (ROUGE-L above --threshold) to anything published before.
 The new examples are generated in DIR/.refresh/ with their own journal: a
 refresh that is killed resumes there, and the published dataset is not touched
 until the new full dataset is complete. It is then published atomically; the
-version it replaces is kept as DIR/versions/alpaca_data.<UTC time>.json (the
-newest --keep-versions of them), and a line is appended to DIR/CHANGELOG.jsonl
+version it replaces is kept as DIR/alpaca_data.<UTC time>.json (the newest
+--keep-versions of them), and a line is appended to DIR/CHANGELOG.jsonl
 (time, added, rejected by reason, tokens, cost).
 
 A lock on DIR keeps two refreshes from overlapping: the second exits at once.
@@ -62,7 +62,7 @@ Exit codes: 0 published, 2 bad input, 3 nothing to do (--add 0), 4 locked
 	f := cmd.Flags()
 	f.StringVar(&rf.dataset, "dataset", "", "dataset directory holding alpaca_data.json (created if missing) (required)")
 	f.IntVar(&rf.add, "add", 0, "new examples to add")
-	f.IntVar(&rf.keepVersions, "keep-versions", 7, "dated snapshots of earlier versions to keep in DIR/versions")
+	f.IntVar(&rf.keepVersions, "keep-versions", 7, "dated snapshots of earlier versions to keep (DIR/alpaca_data.<UTC time>.json)")
 	rootCmd.AddCommand(cmd)
 }
 
