@@ -762,7 +762,14 @@ func (r *translateRun) validate(ex *trExample, fields []int, ch teacher.Choice) 
 	for i, f := range fields {
 		keys[i] = prompts.TranslateFields[f]
 	}
-	got, err := prompts.ParseTranslateResponse(ch.Text, keys)
+	// Fields not sent because they are empty may come back empty.
+	var emptyOK []string
+	for f, name := range prompts.TranslateFields {
+		if strings.TrimSpace(ex.src[f]) == "" {
+			emptyOK = append(emptyOK, name)
+		}
+	}
+	got, err := prompts.ParseTranslateResponse(ch.Text, keys, emptyOK...)
 	if err != nil {
 		return nil, err
 	}

@@ -393,3 +393,37 @@ func TestTranslateJSONLAndEstimate(t *testing.T) {
 		t.Fatalf("estimate after the run %+v %v", est, err)
 	}
 }
+
+// A model that knows the Alpaca shape answers "input": "" for an example
+// whose empty input was not sent; that is no reason to retry. And a second
+// run on the same output waits for no one: it fails at once as locked.
+func TestTranslateEmptyEchoAndLock(t *testing.T) {
+	base := openaitest.TranslateResponder(openaitest.TranslateFaults{}, 1)
+	srv := openaitest.New(openaitest.Options{Respond: func(c openaitest.Call) openaitest.Reply {
+		r := base(c)
+		if !strings.Contains(c.Prompt, `"input"`) {
+			r.Text = strings.TrimSuffix(r.Text, "}") + `, "input": ""}`
+		}
+		return r
+	}})
+	defer srv.Close()
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.json")
+	syntheticDataset(t, in, 10)
+	cfg := translateConfig(in, filepath.Join(dir, "out.json"))
+	rep, err := RunTranslate(context.Background(), context.Background(), newTeacher(t, srv), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Retries != 0 || rep.Fallbacks != 0 || len(rep.Invalid) != 0 {
+		t.Fatalf("an echoed empty input was rejected: %+v", rep)
+	}
+	lock, err := LockDir(cfg.OutPath + ".work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Unlock()
+	if _, err := RunTranslate(context.Background(), context.Background(), newTeacher(t, srv), cfg); !errors.Is(err, ErrLocked) {
+		t.Fatalf("a locked work directory: %v", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -461,8 +462,11 @@ func writeJSONString(b *bytes.Buffer, s string) {
 
 // ParseTranslateResponse reads the teacher's structured answer: one JSON
 // object (optionally inside a ```json fence, which chat models add) whose
-// keys are exactly keys, each a string. Anything else is a *TranslateError.
-func ParseTranslateResponse(text string, keys []string) (map[string]string, error) {
+// keys are exactly keys, each a string. A key of emptyOK (fields that were
+// empty and so not sent) is tolerated with an empty value, since models that
+// know the Alpaca shape echo "input": "" back; it is not returned. Anything
+// else is a *TranslateError.
+func ParseTranslateResponse(text string, keys []string, emptyOK ...string) (map[string]string, error) {
 	s := strings.TrimSpace(text)
 	if strings.HasPrefix(s, "```") {
 		nl := strings.IndexByte(s, '\n')
@@ -504,6 +508,10 @@ func ParseTranslateResponse(text string, keys []string) (map[string]string, erro
 			return nil, invalid(ReasonInvalidJSON, "value of %q: %v", key, err)
 		}
 		if !want[key] {
+			var v string
+			if slices.Contains(emptyOK, key) && json.Unmarshal(raw, &v) == nil && strings.TrimSpace(v) == "" {
+				continue
+			}
 			return nil, invalid(ReasonAddedField, "field %q was not asked for", clip(key, 40))
 		}
 		if _, dup := out[key]; dup {

@@ -109,12 +109,24 @@ func TestParseTranslateResponse(t *testing.T) {
 		`{"instruction": "a", "output": "b"} trailing`:       ReasonInvalidJSON,
 		`Here is the translation: {"instruction": "a"}`:      ReasonInvalidJSON,
 		`["a", "b"]`: ReasonNotObject,
-		``:           ReasonInvalidJSON,
+		`{"instruction": "a", "output": "b", "input": "x"}`: ReasonAddedField,
+		``: ReasonInvalidJSON,
 	} {
 		_, err := ParseTranslateResponse(text, keys)
 		if ReasonOf(err) != reason {
 			t.Errorf("%q: %v, want %s", text, err, reason)
 		}
+	}
+}
+
+func TestParseTranslateResponseEmptyEcho(t *testing.T) {
+	got, err := ParseTranslateResponse(`{"instruction": "a", "input": "", "output": "b"}`, []string{"instruction", "output"}, "input")
+	if err != nil || len(got) != 2 {
+		t.Fatalf("an empty input echoed back: %v %v", got, err)
+	}
+	_, err = ParseTranslateResponse(`{"instruction": "a", "input": "x", "output": "b"}`, []string{"instruction", "output"}, "input")
+	if ReasonOf(err) != ReasonAddedField {
+		t.Fatalf("a non-empty unsent field: %v", err)
 	}
 }
 
