@@ -65,33 +65,36 @@ func TestVecDotRowsPanicsOnBadSizes(t *testing.T) {
 }
 
 // BenchmarkVecDotRows compares VecDotRows with calling VecDot per row over a
-// 64×4096 weight slice (what one worker's share of a projection looks like):
-// go test -run '^$' -bench VecDotRows -count 5 ./llm/quant
+// 64-row weight slice (one worker's share of a projection), for long rows and
+// for short ones, where VecDot's per-call size checks cost more than the
+// arithmetic: go test -run '^$' -bench VecDotRows -count 5 ./llm/quant
 func BenchmarkVecDotRows(b *testing.B) {
-	const n, rows = 4096, 64
+	const rows = 64
 	r := rand.New(rand.NewPCG(23, 24))
-	for _, typ := range []Type{Q4_0, Q8_0, Q4_K, Q6_K} {
-		rb := mustRowBytes(b, typ, n)
-		var w []byte
-		for range rows {
-			w = append(w, mustQuantize(b, typ, randomRow(r, n, 0.5))...)
-		}
-		x := make([]byte, mustRowBytes(b, VecDotType(typ), n))
-		QuantizeRow(VecDotType(typ), randomRow(r, n, 1), x)
-		dst := make([]float32, rows)
-		b.Run(fmt.Sprintf("%s/VecDot", typ), func(b *testing.B) {
-			b.SetBytes(int64(len(w)))
-			for b.Loop() {
-				for i := range dst {
-					dst[i] = VecDot(typ, n, w[i*rb:(i+1)*rb], x)
+	for _, n := range []int{256, 4096} {
+		for _, typ := range []Type{Q4_0, Q8_0, Q4_K, Q6_K} {
+			rb := mustRowBytes(b, typ, n)
+			var w []byte
+			for range rows {
+				w = append(w, mustQuantize(b, typ, randomRow(r, n, 0.5))...)
+			}
+			x := make([]byte, mustRowBytes(b, VecDotType(typ), n))
+			QuantizeRow(VecDotType(typ), randomRow(r, n, 1), x)
+			dst := make([]float32, rows)
+			b.Run(fmt.Sprintf("n=%d/%s/VecDot", n, typ), func(b *testing.B) {
+				b.SetBytes(int64(len(w)))
+				for b.Loop() {
+					for i := range dst {
+						dst[i] = VecDot(typ, n, w[i*rb:(i+1)*rb], x)
+					}
 				}
-			}
-		})
-		b.Run(fmt.Sprintf("%s/VecDotRows", typ), func(b *testing.B) {
-			b.SetBytes(int64(len(w)))
-			for b.Loop() {
-				VecDotRows(typ, n, w, x, dst)
-			}
-		})
+			})
+			b.Run(fmt.Sprintf("n=%d/%s/VecDotRows", n, typ), func(b *testing.B) {
+				b.SetBytes(int64(len(w)))
+				for b.Loop() {
+					VecDotRows(typ, n, w, x, dst)
+				}
+			})
+		}
 	}
 }
