@@ -578,12 +578,19 @@ func (r *translateRun) loop(ctx, hard context.Context, t teacher.Teacher) error 
 			}
 		}()
 	}
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
 dispatch:
 	for _, idx := range todo {
-		select {
-		case jobs <- idx:
-		case <-stopCtx.Done():
-			break dispatch
+		for sent := false; !sent; {
+			select {
+			case jobs <- idx:
+				sent = true
+			case <-tick.C:
+				r.checkpoint()
+			case <-stopCtx.Done():
+				break dispatch
+			}
 		}
 	}
 	close(jobs)
@@ -825,12 +832,10 @@ func (r *translateRun) counts() (done, failed int) {
 	return done, failed
 }
 
-// publish writes the report, and the dataset once every example is finished.
-func (r *translateRun) publish(runErr error) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// tally recounts the report's per-example numbers from the states; r.mu held.
+func (r *translateRun) tally() {
 	rep := &r.report
-	rep.Translated, rep.Unchanged, rep.Failed, rep.GlossaryMisses = 0, 0, 0, 0
+	rep.Translated, rep.Unchanged, rep.Failed, rep.GlossaryMisses, rep.Fallbacks = 0, 0, 0, 0, 0
 	rep.Failures = []TranslationFailure{}
 	for i := range r.states {
 		st, ex := &r.states[i], &r.examples[i]
@@ -851,6 +856,26 @@ func (r *translateRun) publish(runErr error) error {
 		}
 	}
 	rep.Remaining = len(r.examples) - rep.Translated - rep.Unchanged - rep.Failed
+}
+
+// checkpoint writes the report of a run in progress, for whoever watches a
+// long translation (the dataset itself is written only when complete).
+func (r *translateRun) checkpoint() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tally()
+	r.report.Status = "running"
+	if err := r.report.write(r.cfg.ReportPath); err != nil {
+		r.cfg.Logger.Warn("could not write the report", "err", err)
+	}
+}
+
+// publish writes the report, and the dataset once every example is finished.
+func (r *translateRun) publish(runErr error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tally()
+	rep := &r.report
 	switch {
 	case runErr == nil && rep.Remaining == 0:
 		rep.Status = "complete"
