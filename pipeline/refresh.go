@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"os"
@@ -161,6 +162,12 @@ func RunRefresh(ctx, hard context.Context, t teacher.Teacher, cfg RefreshConfig)
 
 	ac := cfg.Alpaca
 	ac.Num, ac.OutDir, ac.ExistingPool = cfg.Add, rf.work, base.instructions
+	if ac.SeedSet {
+		// A cron line with a fixed --seed would ask every night's refresh
+		// the same questions; mixing in the dataset it extends keeps runs
+		// reproducible (same dataset, same seed, same run) yet different.
+		ac.Seed = mixSeed(ac.Seed, base.sha)
+	}
 	res := &RefreshResult{Dataset: rf.data}
 	rep, err := RunAlpaca(ctx, hard, t, ac)
 	res.Generate = rep
@@ -176,6 +183,12 @@ func RunRefresh(ctx, hard context.Context, t teacher.Teacher, cfg RefreshConfig)
 	}
 	res.Status, res.Entry = "published", entry
 	return res, nil
+}
+
+func mixSeed(seed int64, sha string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(sha))
+	return (seed ^ int64(h.Sum64())) & (1<<53 - 1)
 }
 
 type refresher struct {

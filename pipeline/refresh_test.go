@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -189,6 +192,40 @@ func TestRefreshPruneOrder(t *testing.T) {
 		_, err := os.Stat(filepath.Join(dir, n))
 		if kept := err == nil; kept != (i >= 2) {
 			t.Errorf("%s kept=%v", n, kept)
+		}
+	}
+}
+
+// A fixed --seed in a cron line must not make every refresh ask the same
+// questions: against a teacher whose answer depends only on the prompt,
+// the second refresh would otherwise get back the tasks it already has.
+func TestRefreshFixedSeedAsksNewQuestions(t *testing.T) {
+	srv := openaitest.New(openaitest.Options{Respond: func(c openaitest.Call) openaitest.Reply {
+		h := fnv.New64a()
+		h.Write([]byte(c.Prompt))
+		rng := rand.New(rand.NewPCG(h.Sum64(), 1))
+		var b strings.Builder
+		for i := 4; i <= 12; i++ {
+			ex := openaitest.SyntheticExample(rng, int(h.Sum64()%100000)*100+i)
+			if i > 4 {
+				fmt.Fprintf(&b, "\n###\n%d. Instruction: ", i)
+			}
+			fmt.Fprintf(&b, "%s\n%d. Input:\n<noinput>\n%d. Output:\n%s", ex.Instruction, i, i, ex.Output)
+		}
+		return openaitest.Reply{Text: b.String()}
+	}})
+	defer srv.Close()
+	dir := t.TempDir()
+	for run := 1; run <= 2; run++ {
+		cfg := refreshConfig(t, dir, 20)
+		cfg.Alpaca.Seed, cfg.Alpaca.SeedSet = 42, true
+		cfg.Alpaca.MaxBarren = 3
+		res, err := RunRefresh(context.Background(), context.Background(), newTeacher(t, srv), cfg)
+		if err != nil {
+			t.Fatalf("refresh %d with a fixed seed: %v", run, err)
+		}
+		if n := res.Entry.Rejected[ReasonTooSimilar]; n > 0 {
+			t.Fatalf("refresh %d repeated %d questions of the one before", run, n)
 		}
 	}
 }
