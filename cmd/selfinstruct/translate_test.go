@@ -237,3 +237,44 @@ func TestTranslateCLI(t *testing.T) {
 		})
 	}
 }
+
+// Ctrl-C stops translate cleanly: the requests in flight are finished and
+// journaled, the report says interrupted, the exit code says so, and the
+// same command finishes the job.
+func TestTranslateSIGINT(t *testing.T) {
+	srv := translateServer(t, openaitest.Faults{Slow: 1, SlowDelay: 50 * time.Millisecond})
+	dir := t.TempDir()
+	in := filepath.Join(dir, "d.json")
+	writeTranslateInput(t, in, 100)
+	env := []string{"OPENAI_API_KEY=sk-test-secret"}
+	args := []string{"translate", "--in", in, "--to", "ja", "--base-url", srv.BaseURL(), "--concurrency", "4"}
+	cmd := exec.Command(binPath, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var outb strings.Builder
+	cmd.Stdout, cmd.Stderr = &outb, &outb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
+		t.Fatalf("exit %d (%v), want %d\n%s", code, err, exitInterrupted, outb.String())
+	}
+	var rep pipeline.TranslationReport
+	raw, _ := os.ReadFile(filepath.Join(dir, pipeline.TranslationReportFile))
+	if err := json.Unmarshal(raw, &rep); err != nil || rep.Status != "interrupted" || rep.Remaining == 0 {
+		t.Fatalf("report after Ctrl-C: %v %+v", err, rep)
+	}
+	before := rep.TotalTokens
+	stdout, stderr, code := runCLI(t, env, args...)
+	if code != 0 {
+		t.Fatalf("resume: exit %d\n%s%s", code, stdout, stderr)
+	}
+	raw, _ = os.ReadFile(filepath.Join(dir, pipeline.TranslationReportFile))
+	json.Unmarshal(raw, &rep)
+	pt, ct := srv.Served()
+	if rep.Status != "complete" || rep.TotalTokens <= before || rep.TotalTokens != int64(pt+ct) {
+		t.Fatalf("after resume: status %s, %d tokens, server served %d", rep.Status, rep.TotalTokens, pt+ct)
+	}
+}
