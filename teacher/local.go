@@ -359,6 +359,8 @@ func (l *Local) run(ctx context.Context, ls *localSession, j localJob) (localRes
 		keep = 0
 	}
 
+	l.log.Debug("local generation", "prompt_tokens", len(j.prompt), "reused_prefix", keep, "max_tokens", maxTokens)
+
 	opts := model.GenerateOptions{MaxTokens: maxTokens, Stop: l.tok.IsEOG}
 	p := j.params
 	penalties := p.PresencePenalty != 0 || p.FrequencyPenalty != 0

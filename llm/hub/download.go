@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -261,7 +263,14 @@ func (d *download) attempt(ctx context.Context) (Result, error) {
 		if ctx.Err() != nil {
 			return Result{}, ctx.Err()
 		}
-		return Result{}, &retryable{fmt.Errorf("%s: cannot reach %s: %w", d.ref, d.opts.Endpoint, err)}
+		err = fmt.Errorf("%s: cannot reach %s: %w", d.ref, d.opts.Endpoint, err)
+		// No such host, or nothing listening: waiting will not change that,
+		// and an offline machine should hear so at once.
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) || errors.Is(err, syscall.ECONNREFUSED) {
+			return Result{}, err
+		}
+		return Result{}, &retryable{err}
 	}
 	defer resp.Body.Close()
 	if resp.Request == nil || resp.Request.URL.String() == d.url {

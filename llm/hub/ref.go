@@ -36,7 +36,7 @@ func IsRef(s string) bool { return strings.HasPrefix(s, Scheme) }
 // ParseRef parses hf://OWNER/REPO/FILE or hf://OWNER/REPO@REVISION/FILE.
 func ParseRef(s string) (Ref, error) {
 	bad := func(why string) (Ref, error) {
-		return Ref{}, fmt.Errorf("model reference %q: %s (want %sOWNER/REPO/FILE.gguf or %sOWNER/REPO@REVISION/FILE.gguf)", s, why, Scheme, Scheme)
+		return Ref{}, fmt.Errorf("%w %q: %s (want %sOWNER/REPO/FILE.gguf or %sOWNER/REPO@REVISION/FILE.gguf)", ErrBadRef, s, why, Scheme, Scheme)
 	}
 	if !IsRef(s) {
 		return bad("does not start with " + Scheme)
@@ -128,6 +128,9 @@ func DefaultEndpointURL() string {
 func CachePath(cacheDir string, ref Ref) string {
 	return filepath.Join(cacheDir, "hf", ref.Owner, ref.Repo, ref.Revision, filepath.FromSlash(ref.File))
 }
+
+// ErrBadRef is wrapped by ParseRef's errors.
+var ErrBadRef = errors.New("invalid model reference")
 
 // ErrNotFound is wrapped when the server has no such file (404).
 var ErrNotFound = errors.New("not found on the hub")
