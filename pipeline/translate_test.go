@@ -205,6 +205,7 @@ func TestTranslateResumePaysOnce(t *testing.T) {
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Fatalf("an interrupted run wrote a partial dataset: %v", err)
 	}
+	time.Sleep(100 * time.Millisecond) // the server records a call just after answering it
 	done := journaledDone(t, cfg.OutPath+".work")
 	before, _ := srv.Calls()
 	t.Logf("first session: %d examples journaled, %d calls", len(done), len(before))
