@@ -4,17 +4,29 @@
 
 package quant
 
-// dotQ8_0AVX2 returns the reference dot product of nb blocks (AVX2, F16C).
+// dotQ8_0AVX2 returns the reference Q8_0×Q8_0 dot product of nb blocks (AVX2, F16C).
 func dotQ8_0AVX2(w []byte, x []byte, nb int) float32
 
-// dotQ4_0AVX2 returns the reference dot product of nb blocks (AVX2, F16C).
+// dotQ8_0RowsAVX2 sets dst[r] to the reference Q8_0×Q8_0 dot product of weight row r (nb blocks each, consecutive in w) with x (AVX2, F16C).
+func dotQ8_0RowsAVX2(w []byte, x []byte, nb int, dst []float32)
+
+// dotQ4_0AVX2 returns the reference Q4_0×Q8_0 dot product of nb blocks (AVX2, F16C).
 func dotQ4_0AVX2(w []byte, x []byte, nb int) float32
+
+// dotQ4_0RowsAVX2 sets dst[r] to the reference Q4_0×Q8_0 dot product of weight row r (nb blocks each, consecutive in w) with x (AVX2, F16C).
+func dotQ4_0RowsAVX2(w []byte, x []byte, nb int, dst []float32)
 
 // dotQ4KAVX2 returns the reference Q4_K×Q8_K dot product of nb blocks (AVX2, F16C).
 func dotQ4KAVX2(w []byte, x []byte, nb int) float32
 
+// dotQ4KRowsAVX2 sets dst[r] to the reference Q4_K×Q8_K dot product of weight row r (nb blocks each, consecutive in w) with x (AVX2, F16C).
+func dotQ4KRowsAVX2(w []byte, x []byte, nb int, dst []float32)
+
 // dotQ6KAVX2 returns the reference Q6_K×Q8_K dot product of nb blocks (AVX2, F16C).
 func dotQ6KAVX2(w []byte, x []byte, nb int) float32
+
+// dotQ6KRowsAVX2 sets dst[r] to the reference Q6_K×Q8_K dot product of weight row r (nb blocks each, consecutive in w) with x (AVX2, F16C).
+func dotQ6KRowsAVX2(w []byte, x []byte, nb int, dst []float32)
 
 // dotF32AVX2 returns the float64 sum of the float32 products of n elements, n a multiple of 16 (AVX2, F16C).
 func dotF32AVX2(w []byte, x []byte, n int) float64

@@ -537,6 +537,122 @@ dotQ8_0AVX2_done:
 	MOVSS X0, ret+56(FP)
 	RET
 
+// func dotQ8_0RowsAVX2(w []byte, x []byte, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ8_0RowsAVX2(SB), NOSPLIT, $0-80
+	MOVQ w_base+0(FP), AX
+	MOVQ x_base+24(FP), CX
+	MOVQ nb+48(FP), DX
+	MOVQ dst_base+56(FP), BX
+	MOVQ dst_len+64(FP), SI
+
+dotQ8_0RowsAVX2_row:
+	TESTQ  SI, SI
+	JZ     dotQ8_0RowsAVX2_end
+	MOVQ   CX, DI
+	MOVQ   DX, R8
+	VXORPS X0, X0, X0
+
+dotQ8_0RowsAVX2_loop4:
+	CMPQ         R8, $0x04
+	JL           dotQ8_0RowsAVX2_tail
+	VPMOVSXBW    2(AX), Y1
+	VPMOVSXBW    2(DI), Y3
+	VPMADDWD     Y3, Y1, Y1
+	VPMOVSXBW    18(AX), Y2
+	VPMOVSXBW    18(DI), Y3
+	VPMADDWD     Y3, Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VPMOVSXBW    36(AX), Y2
+	VPMOVSXBW    36(DI), Y4
+	VPMADDWD     Y4, Y2, Y2
+	VPMOVSXBW    52(AX), Y3
+	VPMOVSXBW    52(DI), Y4
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VPMOVSXBW    70(AX), Y3
+	VPMOVSXBW    70(DI), Y5
+	VPMADDWD     Y5, Y3, Y3
+	VPMOVSXBW    86(AX), Y4
+	VPMOVSXBW    86(DI), Y5
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VPMOVSXBW    104(AX), Y4
+	VPMOVSXBW    104(DI), Y6
+	VPMADDWD     Y6, Y4, Y4
+	VPMOVSXBW    120(AX), Y5
+	VPMOVSXBW    120(DI), Y6
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPHADDD      Y2, Y1, Y1
+	VPHADDD      Y4, Y3, Y3
+	VPHADDD      Y3, Y1, Y1
+	VEXTRACTI128 $0x01, Y1, X2
+	VPADDD       X2, X1, X1
+	VPXOR        X2, X2, X2
+	VPINSRW      $0x00, (AX), X2, X2
+	VPINSRW      $0x04, (DI), X2, X2
+	VPINSRW      $0x01, 34(AX), X2, X2
+	VPINSRW      $0x05, 34(DI), X2, X2
+	VPINSRW      $0x02, 68(AX), X2, X2
+	VPINSRW      $0x06, 68(DI), X2, X2
+	VPINSRW      $0x03, 102(AX), X2, X2
+	VPINSRW      $0x07, 102(DI), X2, X2
+	VCVTDQ2PS    X1, X1
+	VCVTPH2PS    X2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VMULPS       X3, X2, X3
+	VMULPS       X3, X1, X1
+	VADDSS       X1, X0, X0
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X0, X0
+	VMOVHLPS     X1, X1, X2
+	VADDSS       X2, X0, X0
+	VPSHUFD      $0x03, X1, X2
+	VADDSS       X2, X0, X0
+	ADDQ         $0x00000088, AX
+	ADDQ         $0x00000088, DI
+	SUBQ         $0x04, R8
+	JMP          dotQ8_0RowsAVX2_loop4
+
+dotQ8_0RowsAVX2_tail:
+	TESTQ        R8, R8
+	JZ           dotQ8_0RowsAVX2_done
+	VPMOVSXBW    2(AX), Y1
+	VPMOVSXBW    2(DI), Y3
+	VPMADDWD     Y3, Y1, Y1
+	VPMOVSXBW    18(AX), Y2
+	VPMOVSXBW    18(DI), Y3
+	VPMADDWD     Y3, Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VEXTRACTI128 $0x01, Y1, X2
+	VPADDD       X2, X1, X1
+	VPHADDD      X1, X1, X1
+	VPHADDD      X1, X1, X1
+	VPXOR        X2, X2, X2
+	VPINSRW      $0x00, (AX), X2, X2
+	VPINSRW      $0x04, (DI), X2, X2
+	VCVTDQ2PS    X1, X1
+	VCVTPH2PS    X2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VMULPS       X3, X2, X3
+	VMULPS       X3, X1, X1
+	VADDSS       X1, X0, X0
+	ADDQ         $0x22, AX
+	ADDQ         $0x22, DI
+	DECQ         R8
+	JMP          dotQ8_0RowsAVX2_tail
+
+dotQ8_0RowsAVX2_done:
+	VMOVSS X0, (BX)
+	ADDQ   $0x04, BX
+	DECQ   SI
+	JMP    dotQ8_0RowsAVX2_row
+
+dotQ8_0RowsAVX2_end:
+	VZEROUPPER
+	RET
+
 // func dotQ4_0AVX2(w []byte, x []byte, nb int) float32
 // Requires: AVX, AVX2, F16C, SSE
 TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-60
@@ -653,6 +769,137 @@ dotQ4_0AVX2_tail:
 dotQ4_0AVX2_done:
 	VZEROUPPER
 	MOVSS X0, ret+56(FP)
+	RET
+
+// func dotQ4_0RowsAVX2(w []byte, x []byte, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_0RowsAVX2(SB), NOSPLIT, $0-80
+	MOVQ w_base+0(FP), AX
+	MOVQ x_base+24(FP), CX
+	MOVQ nb+48(FP), DX
+	MOVQ dst_base+56(FP), BX
+	MOVQ dst_len+64(FP), SI
+
+dotQ4_0RowsAVX2_row:
+	TESTQ  SI, SI
+	JZ     dotQ4_0RowsAVX2_end
+	MOVQ   CX, DI
+	MOVQ   DX, R8
+	VXORPS X0, X0, X0
+
+dotQ4_0RowsAVX2_loop4:
+	CMPQ         R8, $0x04
+	JL           dotQ4_0RowsAVX2_tail
+	VMOVDQU      2(AX), X1
+	VPSRLW       $0x04, X1, X2
+	VINSERTI128  $0x01, X2, Y1, Y1
+	VPAND        mask0F<>+0(SB), Y1, Y1
+	VMOVDQU      2(DI), Y2
+	VPMADDUBSW   Y2, Y1, Y3
+	VMOVDQU      bytes8<>+0(SB), Y4
+	VPMADDUBSW   Y2, Y4, Y4
+	VPSUBW       Y4, Y3, Y3
+	VPMADDWD     words1<>+0(SB), Y3, Y3
+	VMOVDQU      20(AX), X5
+	VPSRLW       $0x04, X5, X1
+	VINSERTI128  $0x01, X1, Y5, Y5
+	VPAND        mask0F<>+0(SB), Y5, Y5
+	VMOVDQU      36(DI), Y2
+	VPMADDUBSW   Y2, Y5, Y4
+	VMOVDQU      bytes8<>+0(SB), Y9
+	VPMADDUBSW   Y2, Y9, Y9
+	VPSUBW       Y9, Y4, Y4
+	VPMADDWD     words1<>+0(SB), Y4, Y4
+	VMOVDQU      38(AX), X6
+	VPSRLW       $0x04, X6, X1
+	VINSERTI128  $0x01, X1, Y6, Y6
+	VPAND        mask0F<>+0(SB), Y6, Y6
+	VMOVDQU      70(DI), Y2
+	VPMADDUBSW   Y2, Y6, Y9
+	VMOVDQU      bytes8<>+0(SB), Y10
+	VPMADDUBSW   Y2, Y10, Y10
+	VPSUBW       Y10, Y9, Y9
+	VPMADDWD     words1<>+0(SB), Y9, Y9
+	VMOVDQU      56(AX), X7
+	VPSRLW       $0x04, X7, X1
+	VINSERTI128  $0x01, X1, Y7, Y7
+	VPAND        mask0F<>+0(SB), Y7, Y7
+	VMOVDQU      104(DI), Y2
+	VPMADDUBSW   Y2, Y7, Y10
+	VMOVDQU      bytes8<>+0(SB), Y11
+	VPMADDUBSW   Y2, Y11, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     words1<>+0(SB), Y10, Y10
+	VPHADDD      Y4, Y3, Y3
+	VPHADDD      Y10, Y9, Y9
+	VPHADDD      Y9, Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X1
+	VPADDD       X1, X3, X1
+	VPXOR        X2, X2, X2
+	VPINSRW      $0x00, (AX), X2, X2
+	VPINSRW      $0x04, (DI), X2, X2
+	VPINSRW      $0x01, 18(AX), X2, X2
+	VPINSRW      $0x05, 34(DI), X2, X2
+	VPINSRW      $0x02, 36(AX), X2, X2
+	VPINSRW      $0x06, 68(DI), X2, X2
+	VPINSRW      $0x03, 54(AX), X2, X2
+	VPINSRW      $0x07, 102(DI), X2, X2
+	VCVTDQ2PS    X1, X1
+	VCVTPH2PS    X2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VMULPS       X2, X1, X1
+	VMULPS       X3, X1, X1
+	VADDSS       X1, X0, X0
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X0, X0
+	VMOVHLPS     X1, X1, X2
+	VADDSS       X2, X0, X0
+	VPSHUFD      $0x03, X1, X2
+	VADDSS       X2, X0, X0
+	ADDQ         $0x00000048, AX
+	ADDQ         $0x00000088, DI
+	SUBQ         $0x04, R8
+	JMP          dotQ4_0RowsAVX2_loop4
+
+dotQ4_0RowsAVX2_tail:
+	TESTQ        R8, R8
+	JZ           dotQ4_0RowsAVX2_done
+	VMOVDQU      2(AX), X8
+	VPSRLW       $0x04, X8, X1
+	VINSERTI128  $0x01, X1, Y8, Y8
+	VPAND        mask0F<>+0(SB), Y8, Y8
+	VMOVDQU      2(DI), Y2
+	VPMADDUBSW   Y2, Y8, Y3
+	VMOVDQU      bytes8<>+0(SB), Y4
+	VPMADDUBSW   Y2, Y4, Y4
+	VPSUBW       Y4, Y3, Y3
+	VPMADDWD     words1<>+0(SB), Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X1
+	VPADDD       X1, X3, X1
+	VPHADDD      X1, X1, X1
+	VPHADDD      X1, X1, X1
+	VPXOR        X2, X2, X2
+	VPINSRW      $0x00, (AX), X2, X2
+	VPINSRW      $0x04, (DI), X2, X2
+	VCVTDQ2PS    X1, X1
+	VCVTPH2PS    X2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VMULPS       X2, X1, X1
+	VMULPS       X3, X1, X1
+	VADDSS       X1, X0, X0
+	ADDQ         $0x12, AX
+	ADDQ         $0x22, DI
+	DECQ         R8
+	JMP          dotQ4_0RowsAVX2_tail
+
+dotQ4_0RowsAVX2_done:
+	VMOVSS X0, (BX)
+	ADDQ   $0x04, BX
+	DECQ   SI
+	JMP    dotQ4_0RowsAVX2_row
+
+dotQ4_0RowsAVX2_end:
+	VZEROUPPER
 	RET
 
 // func dotQ4KAVX2(w []byte, x []byte, nb int) float32
@@ -812,6 +1059,178 @@ dotQ4KAVX2_done:
 	VADDSS       X0, X1, X1
 	VZEROUPPER
 	MOVSS        X1, ret+56(FP)
+	RET
+
+// func dotQ4KRowsAVX2(w []byte, x []byte, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4KRowsAVX2(SB), NOSPLIT, $0-80
+	MOVQ w_base+0(FP), AX
+	MOVQ x_base+24(FP), CX
+	MOVQ nb+48(FP), DX
+	MOVQ dst_base+56(FP), BX
+	MOVQ dst_len+64(FP), SI
+
+dotQ4KRowsAVX2_row:
+	TESTQ  SI, SI
+	JZ     dotQ4KRowsAVX2_end
+	MOVQ   CX, DI
+	MOVQ   DX, R8
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+
+dotQ4KRowsAVX2_loop:
+	TESTQ        R8, R8
+	JZ           dotQ4KRowsAVX2_done
+	MOVL         4(AX), R9
+	MOVL         8(AX), R10
+	MOVL         12(AX), R11
+	MOVL         R11, R12
+	SHRL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R12
+	MOVL         R10, R13
+	SHRL         $0x06, R13
+	ANDL         $0x03030303, R13
+	SHLL         $0x04, R13
+	ORL          R13, R12
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R13
+	SHRL         $0x06, R13
+	ANDL         $0x03030303, R13
+	SHLL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R13, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X2
+	VPINSRD      $0x01, R11, X2, X2
+	VPINSRD      $0x02, R10, X2, X2
+	VPINSRD      $0x03, R12, X2, X2
+	VPSHUFB      q4KMinsMask<>+0(SB), X2, X3
+	VPMOVZXBW    X3, Y3
+	VPMADDWD     260(DI), Y3, Y3
+	VEXTRACTI128 $0x01, Y3, X4
+	VPADDD       X4, X3, X3
+	VPHADDD      X3, X3, X3
+	VPHADDD      X3, X3, X3
+	VINSERTI128  $0x01, X2, Y2, Y2
+	VPXOR        Y4, Y4, Y4
+	VPXOR        Y5, Y5, Y5
+	VMOVDQU      16(AX), Y6
+	VPSHUFB      lanePair<>+0(SB), Y6, Y6
+	VPAND        mask0F<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        mask0F<>+0(SB), Y6, Y6
+	VMOVDQU      4(DI), Y8
+	VPSHUFB      lanePair<>+0(SB), Y8, Y8
+	VMOVDQU      36(DI), Y9
+	VPSHUFB      lanePair<>+0(SB), Y9, Y9
+	VPMADDUBSW   Y8, Y7, Y7
+	VPMADDUBSW   Y9, Y6, Y6
+	VPSHUFB      q4KScaleMask0<>+0(SB), Y2, Y8
+	VPUNPCKLWD   Y6, Y7, Y9
+	VPUNPCKHWD   Y6, Y7, Y6
+	VPMADDWD     Y8, Y9, Y9
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y9, Y4, Y4
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      48(AX), Y6
+	VPSHUFB      lanePair<>+0(SB), Y6, Y6
+	VPAND        mask0F<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        mask0F<>+0(SB), Y6, Y6
+	VMOVDQU      68(DI), Y8
+	VPSHUFB      lanePair<>+0(SB), Y8, Y8
+	VMOVDQU      100(DI), Y9
+	VPSHUFB      lanePair<>+0(SB), Y9, Y9
+	VPMADDUBSW   Y8, Y7, Y7
+	VPMADDUBSW   Y9, Y6, Y6
+	VPSHUFB      q4KScaleMask1<>+0(SB), Y2, Y8
+	VPUNPCKLWD   Y6, Y7, Y9
+	VPUNPCKHWD   Y6, Y7, Y6
+	VPMADDWD     Y8, Y9, Y9
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y9, Y4, Y4
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      80(AX), Y6
+	VPSHUFB      lanePair<>+0(SB), Y6, Y6
+	VPAND        mask0F<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        mask0F<>+0(SB), Y6, Y6
+	VMOVDQU      132(DI), Y8
+	VPSHUFB      lanePair<>+0(SB), Y8, Y8
+	VMOVDQU      164(DI), Y9
+	VPSHUFB      lanePair<>+0(SB), Y9, Y9
+	VPMADDUBSW   Y8, Y7, Y7
+	VPMADDUBSW   Y9, Y6, Y6
+	VPSHUFB      q4KScaleMask2<>+0(SB), Y2, Y8
+	VPUNPCKLWD   Y6, Y7, Y9
+	VPUNPCKHWD   Y6, Y7, Y6
+	VPMADDWD     Y8, Y9, Y9
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y9, Y4, Y4
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      112(AX), Y6
+	VPSHUFB      lanePair<>+0(SB), Y6, Y6
+	VPAND        mask0F<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        mask0F<>+0(SB), Y6, Y6
+	VMOVDQU      196(DI), Y8
+	VPSHUFB      lanePair<>+0(SB), Y8, Y8
+	VMOVDQU      228(DI), Y9
+	VPSHUFB      lanePair<>+0(SB), Y9, Y9
+	VPMADDUBSW   Y8, Y7, Y7
+	VPMADDUBSW   Y9, Y6, Y6
+	VPSHUFB      q4KScaleMask3<>+0(SB), Y2, Y8
+	VPUNPCKLWD   Y6, Y7, Y9
+	VPUNPCKHWD   Y6, Y7, Y6
+	VPMADDWD     Y8, Y9, Y9
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y9, Y4, Y4
+	VPADDD       Y6, Y5, Y5
+	VPERM2I128   $0x20, Y5, Y4, Y6
+	VPERM2I128   $0x31, Y5, Y4, Y4
+	VPADDD       Y4, Y6, Y6
+	VPXOR        X2, X2, X2
+	VPINSRW      $0x00, (AX), X2, X2
+	VPINSRW      $0x01, 2(AX), X2, X2
+	VCVTPH2PS    X2, X2
+	VBROADCASTSS (DI), X4
+	VMULPS       X4, X2, X2
+	VBROADCASTSS X2, Y4
+	VCVTDQ2PS    Y6, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VCVTDQ2PS    X3, X3
+	VMOVSHDUP    X2, X2
+	VMULSS       X3, X2, X2
+	VSUBSS       X2, X1, X1
+	ADDQ         $0x00000090, AX
+	ADDQ         $0x00000124, DI
+	DECQ         R8
+	JMP          dotQ4KRowsAVX2_loop
+
+dotQ4KRowsAVX2_done:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (BX)
+	ADDQ         $0x04, BX
+	DECQ         SI
+	JMP          dotQ4KRowsAVX2_row
+
+dotQ4KRowsAVX2_end:
+	VZEROUPPER
 	RET
 
 // func dotQ6KAVX2(w []byte, x []byte, nb int) float32
@@ -989,6 +1408,196 @@ dotQ6KAVX2_done:
 	VADDSS       X0, X1, X1
 	VZEROUPPER
 	MOVSS        X1, ret+56(FP)
+	RET
+
+// func dotQ6KRowsAVX2(w []byte, x []byte, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ6KRowsAVX2(SB), NOSPLIT, $0-80
+	MOVQ w_base+0(FP), AX
+	MOVQ x_base+24(FP), CX
+	MOVQ nb+48(FP), DX
+	MOVQ dst_base+56(FP), BX
+	MOVQ dst_len+64(FP), SI
+
+dotQ6KRowsAVX2_row:
+	TESTQ  SI, SI
+	JZ     dotQ6KRowsAVX2_end
+	MOVQ   CX, DI
+	MOVQ   DX, R8
+	VXORPS Y0, Y0, Y0
+
+dotQ6KRowsAVX2_loop:
+	TESTQ        R8, R8
+	JZ           dotQ6KRowsAVX2_done
+	VMOVDQU      192(AX), X1
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	VMOVDQU      (AX), Y4
+	VPSHUFB      lanePair<>+0(SB), Y4, Y4
+	VMOVDQU      32(AX), Y5
+	VPSHUFB      lanePair<>+0(SB), Y5, Y5
+	VMOVDQU      128(AX), Y6
+	VPSHUFB      lanePair<>+0(SB), Y6, Y6
+	VPAND        mask0F<>+0(SB), Y4, Y7
+	VPSLLW       $0x04, Y6, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VMOVDQU      4(DI), Y8
+	VPSHUFB      lanePair<>+0(SB), Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y7
+	VMOVDQU      bytes32<>+0(SB), Y9
+	VPMADDUBSW   Y8, Y9, Y9
+	VPSUBW       Y9, Y7, Y7
+	VPAND        mask0F<>+0(SB), Y5, Y8
+	VPSLLW       $0x02, Y6, Y9
+	VPAND        mask30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VMOVDQU      36(DI), Y9
+	VPSHUFB      lanePair<>+0(SB), Y9, Y9
+	VPMADDUBSW   Y9, Y8, Y8
+	VMOVDQU      bytes32<>+0(SB), Y10
+	VPMADDUBSW   Y9, Y10, Y10
+	VPSUBW       Y10, Y8, Y8
+	VPSHUFB      q6KScaleMask0<>+0(SB), X1, X9
+	VPMOVSXBW    X9, Y9
+	VPUNPCKLWD   Y8, Y7, Y10
+	VPUNPCKHWD   Y8, Y7, Y7
+	VPMADDWD     Y9, Y10, Y10
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y10, Y2, Y2
+	VPADDD       Y7, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        mask0F<>+0(SB), Y4, Y4
+	VPAND        mask30<>+0(SB), Y6, Y7
+	VPOR         Y7, Y4, Y4
+	VMOVDQU      68(DI), Y7
+	VPSHUFB      lanePair<>+0(SB), Y7, Y7
+	VPMADDUBSW   Y7, Y4, Y4
+	VMOVDQU      bytes32<>+0(SB), Y8
+	VPMADDUBSW   Y7, Y8, Y8
+	VPSUBW       Y8, Y4, Y4
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        mask0F<>+0(SB), Y5, Y5
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        mask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VMOVDQU      100(DI), Y6
+	VPSHUFB      lanePair<>+0(SB), Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VMOVDQU      bytes32<>+0(SB), Y7
+	VPMADDUBSW   Y6, Y7, Y7
+	VPSUBW       Y7, Y5, Y5
+	VPSHUFB      q6KScaleMask1<>+0(SB), X1, X6
+	VPMOVSXBW    X6, Y6
+	VPUNPCKLWD   Y5, Y4, Y7
+	VPUNPCKHWD   Y5, Y4, Y4
+	VPMADDWD     Y6, Y7, Y7
+	VPMADDWD     Y6, Y4, Y4
+	VPADDD       Y7, Y2, Y2
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      64(AX), Y4
+	VPSHUFB      lanePair<>+0(SB), Y4, Y4
+	VMOVDQU      96(AX), Y5
+	VPSHUFB      lanePair<>+0(SB), Y5, Y5
+	VMOVDQU      160(AX), Y6
+	VPSHUFB      lanePair<>+0(SB), Y6, Y6
+	VPAND        mask0F<>+0(SB), Y4, Y7
+	VPSLLW       $0x04, Y6, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VMOVDQU      132(DI), Y8
+	VPSHUFB      lanePair<>+0(SB), Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y7
+	VMOVDQU      bytes32<>+0(SB), Y9
+	VPMADDUBSW   Y8, Y9, Y9
+	VPSUBW       Y9, Y7, Y7
+	VPAND        mask0F<>+0(SB), Y5, Y8
+	VPSLLW       $0x02, Y6, Y9
+	VPAND        mask30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VMOVDQU      164(DI), Y9
+	VPSHUFB      lanePair<>+0(SB), Y9, Y9
+	VPMADDUBSW   Y9, Y8, Y8
+	VMOVDQU      bytes32<>+0(SB), Y10
+	VPMADDUBSW   Y9, Y10, Y10
+	VPSUBW       Y10, Y8, Y8
+	VPSHUFB      q6KScaleMask2<>+0(SB), X1, X9
+	VPMOVSXBW    X9, Y9
+	VPUNPCKLWD   Y8, Y7, Y10
+	VPUNPCKHWD   Y8, Y7, Y7
+	VPMADDWD     Y9, Y10, Y10
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y10, Y2, Y2
+	VPADDD       Y7, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        mask0F<>+0(SB), Y4, Y4
+	VPAND        mask30<>+0(SB), Y6, Y7
+	VPOR         Y7, Y4, Y4
+	VMOVDQU      196(DI), Y7
+	VPSHUFB      lanePair<>+0(SB), Y7, Y7
+	VPMADDUBSW   Y7, Y4, Y4
+	VMOVDQU      bytes32<>+0(SB), Y8
+	VPMADDUBSW   Y7, Y8, Y8
+	VPSUBW       Y8, Y4, Y4
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        mask0F<>+0(SB), Y5, Y5
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        mask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VMOVDQU      228(DI), Y6
+	VPSHUFB      lanePair<>+0(SB), Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VMOVDQU      bytes32<>+0(SB), Y7
+	VPMADDUBSW   Y6, Y7, Y7
+	VPSUBW       Y7, Y5, Y5
+	VPSHUFB      q6KScaleMask3<>+0(SB), X1, X1
+	VPMOVSXBW    X1, Y1
+	VPUNPCKLWD   Y5, Y4, Y6
+	VPUNPCKHWD   Y5, Y4, Y4
+	VPMADDWD     Y1, Y6, Y6
+	VPMADDWD     Y1, Y4, Y4
+	VPADDD       Y6, Y2, Y2
+	VPADDD       Y4, Y3, Y3
+	VPERM2I128   $0x20, Y3, Y2, Y1
+	VPERM2I128   $0x31, Y3, Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VPXOR        X2, X2, X2
+	VPINSRW      $0x00, 208(AX), X2, X2
+	VCVTPH2PS    X2, X2
+	VMULSS       (DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	ADDQ         $0x000000d2, AX
+	ADDQ         $0x00000124, DI
+	DECQ         R8
+	JMP          dotQ6KRowsAVX2_loop
+
+dotQ6KRowsAVX2_done:
+	VXORPS       X1, X1, X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (BX)
+	ADDQ         $0x04, BX
+	DECQ         SI
+	JMP          dotQ6KRowsAVX2_row
+
+dotQ6KRowsAVX2_end:
+	VZEROUPPER
 	RET
 
 // func dotF32AVX2(w []byte, x []byte, n int) float64

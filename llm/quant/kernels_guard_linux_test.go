@@ -6,6 +6,8 @@ import (
 	"testing"
 )
 
+func init() { rowBuffer = guarded }
+
 // guarded returns a b-byte slice that starts right after an inaccessible
 // page (atEnd false) or ends right before one (atEnd true), so a kernel that
 // reads a single byte outside its row faults instead of passing by luck.

@@ -98,3 +98,47 @@ func BenchmarkVecDotRows(b *testing.B) {
 		}
 	}
 }
+
+// rowBuffer returns size bytes to run a kernel on; on Linux,
+// kernels_guard_linux_test.go makes it memory between inaccessible pages.
+var rowBuffer = func(t *testing.T, size int, atEnd bool) []byte { return make([]byte, size) }
+
+// Every multi-row kernel, forced explicitly, must give each row the
+// reference's bits, read only its rows (guard pages on Linux) and write only
+// dst.
+func TestKernelSetsRowsMatchReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	for _, s := range usableKernelSets(t) {
+		for typ, k := range s.rows {
+			typ := Type(typ)
+			if k == nil {
+				continue
+			}
+			xt := VecDotType(typ)
+			for _, blocks := range blockCounts(typ) {
+				n := blocks * typ.BlockSize()
+				rb := mustRowBytes(t, typ, n)
+				for _, rows := range []int{0, 1, 2, 5} {
+					w0, x0 := randomBlocks(r, typ, n*rows), randomBlocks(r, xt, n)
+					for _, atEnd := range []bool{false, true} {
+						w, x := rowBuffer(t, len(w0), atEnd), rowBuffer(t, len(x0), atEnd)
+						copy(w, w0)
+						copy(x, x0)
+						buf := make([]float32, rows+1)
+						buf[rows] = 12345
+						k(n, w, x, buf[:rows:rows])
+						if buf[rows] != 12345 {
+							t.Errorf("%s %s n=%d rows=%d: wrote past dst", s.name, typ, n, rows)
+						}
+						for i := 0; i < rows; i++ {
+							want := vecDotReference[typ](n, w[i*rb:(i+1)*rb], x)
+							if math.Float32bits(buf[i]) != math.Float32bits(want) {
+								t.Errorf("%s %s n=%d row %d of %d: %g, reference %g", s.name, typ, n, i, rows, buf[i], want)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -79,11 +79,25 @@ func VecDotRows(t Type, n int, w, x []byte, dst []float32) {
 	if xb, _ := RowBytes(VecDotType(t), n); len(x) != xb {
 		panic(fmt.Sprintf("quant: VecDotRows %s n=%d: activations %d bytes, want %d", t, n, len(x), xb))
 	}
+	if k := vecDotRowsKernels[t]; k != nil {
+		k(n, w, x, dst)
+		return
+	}
 	f := vecDotKernels[t]
 	for r := range dst {
 		dst[r] = f(n, w[r*rb:(r+1)*rb:(r+1)*rb], x)
 	}
 }
+
+// vecDotRowsFunc computes len(dst) consecutive rows at once (VecDotRows after
+// its checks).
+type vecDotRowsFunc func(n int, w, x []byte, dst []float32)
+
+// vecDotRowsKernels optionally holds architecture kernels that loop over the
+// rows themselves, saving a call per row; VecDotRows otherwise calls
+// vecDotKernels row by row. Each must return exactly what the vecDotKernels
+// entry of its type returns.
+var vecDotRowsKernels [numTypes]vecDotRowsFunc
 
 func checkVecDotArgs(t Type, n int, w, x []byte) {
 	wb, err := RowBytes(t, n)

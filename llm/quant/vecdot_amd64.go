@@ -18,6 +18,7 @@ type kernelSet struct {
 	name    string
 	usable  bool
 	kernels [numTypes]VecDotFunc
+	rows    [numTypes]vecDotRowsFunc // optional multi-row versions of kernels
 }
 
 // The kernels also use F16C (VCVTPH2PS) for the half-precision scales; every
@@ -33,6 +34,11 @@ var kernelSets = []kernelSet{
 		Q8_0: vecDotQ8_0AVX2,
 		Q4_K: vecDotQ4KAVX2,
 		Q6_K: vecDotQ6KAVX2,
+	}, rows: [numTypes]vecDotRowsFunc{
+		Q4_0: func(n int, w, x []byte, dst []float32) { dotQ4_0RowsAVX2(w, x, n/QK, dst) },
+		Q8_0: func(n int, w, x []byte, dst []float32) { dotQ8_0RowsAVX2(w, x, n/QK, dst) },
+		Q4_K: func(n int, w, x []byte, dst []float32) { dotQ4KRowsAVX2(w, x, n/QKK, dst) },
+		Q6_K: func(n int, w, x []byte, dst []float32) { dotQ6KRowsAVX2(w, x, n/QKK, dst) },
 	}},
 }
 
@@ -44,6 +50,7 @@ func init() {
 		for t, k := range s.kernels {
 			if k != nil {
 				vecDotKernels[t] = k
+				vecDotRowsKernels[t] = s.rows[t] // nil: VecDotRows loops over k
 			}
 		}
 	}

@@ -8,6 +8,7 @@ type kernelSet struct {
 	name    string
 	usable  bool
 	kernels [numTypes]VecDotFunc
+	rows    [numTypes]vecDotRowsFunc // optional multi-row versions of kernels
 }
 
 var kernelSets []kernelSet

@@ -82,6 +82,50 @@ func main() {
 	Generate()
 }
 
+// body emits the block loop of a quantised kernel: it consumes nb blocks,
+// advancing w and x past them, and returns an xmm whose lane 0 is the dot
+// product. name prefixes its labels.
+type body func(name string, w, x, nb Register) Register
+
+// genKernel emits two functions around a body: dot<T>AVX2, one row, and
+// dot<T>RowsAVX2, which runs the body over len(dst) consecutive weight rows
+// against the same activations, so short rows do not pay a Go call each.
+func genKernel(typ, what string, b body) {
+	name := "dot" + typ + "AVX2"
+	TEXT(name, NOSPLIT, "func(w, x []byte, nb int) float32")
+	Doc(fmt.Sprintf("%s returns the reference %s dot product of nb blocks (AVX2, F16C).", name, what))
+	w := Load(Param("w").Base(), GP64())
+	x := Load(Param("x").Base(), GP64())
+	nb := Load(Param("nb"), GP64())
+	sum := b(name, w, x, nb)
+	VZEROUPPER()
+	Store(sum, ReturnIndex(0))
+	RET()
+
+	name = "dot" + typ + "RowsAVX2"
+	TEXT(name, NOSPLIT, "func(w, x []byte, nb int, dst []float32)")
+	Doc(fmt.Sprintf("%s sets dst[r] to the reference %s dot product of weight row r (nb blocks each, consecutive in w) with x (AVX2, F16C).", name, what))
+	w = Load(Param("w").Base(), GP64())
+	x0 := Load(Param("x").Base(), GP64())
+	nb0 := Load(Param("nb"), GP64())
+	d := Load(Param("dst").Base(), GP64())
+	rows := Load(Param("dst").Len(), GP64())
+	Label(name + "_row")
+	TESTQ(rows, rows)
+	JZ(LabelRef(name + "_end"))
+	x, nb = GP64(), GP64()
+	MOVQ(x0, x)
+	MOVQ(nb0, nb)
+	sum = b(name, w, x, nb)
+	VMOVSS(sum, Mem{Base: d})
+	ADDQ(Imm(4), d)
+	DECQ(rows)
+	JMP(LabelRef(name + "_row"))
+	Label(name + "_end")
+	VZEROUPPER()
+	RET()
+}
+
 // hsum4 reduces four int32x8 accumulators to the xmm [s0, s1, s2, s3].
 func hsum4(acc [4]VecVirtual) Register {
 	VPHADDD(acc[1], acc[0], acc[0])
@@ -162,12 +206,13 @@ func q4Block(w, x Register, wOff, xOff int) VecVirtual {
 // genBlockDot generates Q8_0×Q8_0 or Q4_0×Q8_0: four blocks per iteration
 // share one horizontal reduction; then block sums are scaled and added to the
 // float32 total one block after another, like the reference.
-func genBlockDot(name string, wBytes int, block func(w, x Register, wOff, xOff int) VecVirtual, q4 bool) {
-	TEXT(name, NOSPLIT, "func(w, x []byte, nb int) float32")
-	Doc(fmt.Sprintf("%s returns the reference dot product of nb blocks (AVX2, F16C).", name))
-	w := Load(Param("w").Base(), GP64())
-	x := Load(Param("x").Base(), GP64())
-	nb := Load(Param("nb"), GP64())
+func blockDot(wBytes int, block func(w, x Register, wOff, xOff int) VecVirtual, q4 bool) body {
+	return func(name string, w, x, nb Register) Register {
+		return blockDotBody(name, w, x, nb, wBytes, block, q4)
+	}
+}
+
+func blockDotBody(name string, w, x, nb Register, wBytes int, block func(w, x Register, wOff, xOff int) VecVirtual, q4 bool) Register {
 	sum := XMM()
 	VXORPS(sum, sum, sum)
 
@@ -210,9 +255,7 @@ func genBlockDot(name string, wBytes int, block func(w, x Register, wOff, xOff i
 		JMP(LabelRef(name + "_tail"))
 	}
 	Label(name + "_done")
-	VZEROUPPER()
-	Store(sum, ReturnIndex(0))
-	RET()
+	return sum
 }
 
 // scaleBlocks turns int32 block sums into the float32 terms the reference
@@ -236,11 +279,11 @@ func scaleBlocks(isums, sc Register, q4 bool) Register {
 }
 
 func genQ8_0() {
-	genBlockDot("dotQ8_0AVX2", q8_0Bytes, func(w, x Register, wOff, _ int) VecVirtual { return q8Block(w, x, wOff) }, false)
+	genKernel("Q8_0", "Q8_0×Q8_0", blockDot(q8_0Bytes, func(w, x Register, wOff, _ int) VecVirtual { return q8Block(w, x, wOff) }, false))
 }
 
 func genQ4_0() {
-	genBlockDot("dotQ4_0AVX2", q4_0Bytes, q4Block, true)
+	genKernel("Q4_0", "Q4_0×Q8_0", blockDot(q4_0Bytes, q4Block, true))
 }
 
 // combineLanes adds the two 128-bit halves of the lane 0-3 and lane 4-7
@@ -275,13 +318,9 @@ func finishLanes(sums VecVirtual, sumf Register) {
 	addLanesInOrder(hi, 4, sumf)
 }
 
-func genQ4K() {
-	name := "dotQ4KAVX2"
-	TEXT(name, NOSPLIT, "func(w, x []byte, nb int) float32")
-	Doc(name + " returns the reference Q4_K×Q8_K dot product of nb blocks (AVX2, F16C).")
-	w := Load(Param("w").Base(), GP64())
-	x := Load(Param("x").Base(), GP64())
-	nb := Load(Param("nb"), GP64())
+func genQ4K() { genKernel("Q4K", "Q4_K×Q8_K", q4KBody) }
+
+func q4KBody(name string, w, x, nb Register) Register {
 	sums, sumf := YMM(), XMM()
 	VXORPS(sums, sums, sums)
 	VXORPS(sumf, sumf, sumf)
@@ -375,18 +414,12 @@ func genQ4K() {
 
 	Label(name + "_done")
 	finishLanes(sums, sumf)
-	VZEROUPPER()
-	Store(sumf, ReturnIndex(0))
-	RET()
+	return sumf
 }
 
-func genQ6K() {
-	name := "dotQ6KAVX2"
-	TEXT(name, NOSPLIT, "func(w, x []byte, nb int) float32")
-	Doc(name + " returns the reference Q6_K×Q8_K dot product of nb blocks (AVX2, F16C).")
-	w := Load(Param("w").Base(), GP64())
-	x := Load(Param("x").Base(), GP64())
-	nb := Load(Param("nb"), GP64())
+func genQ6K() { genKernel("Q6K", "Q6_K×Q8_K", q6KBody) }
+
+func q6KBody(name string, w, x, nb Register) Register {
 	sums := YMM()
 	VXORPS(sums, sums, sums)
 
@@ -477,9 +510,7 @@ func genQ6K() {
 	sumf := XMM()
 	VXORPS(sumf, sumf, sumf)
 	finishLanes(sums, sumf)
-	VZEROUPPER()
-	Store(sumf, ReturnIndex(0))
-	RET()
+	return sumf
 }
 
 type floatKind int
