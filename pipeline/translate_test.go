@@ -223,9 +223,17 @@ func TestTranslateResumePaysOnce(t *testing.T) {
 	}
 	got := readExamples(t, out)
 	p, _ := prompts.NewProtector(nil)
+	failed := map[int]bool{}
+	for _, f := range rep.Failures {
+		failed[f.Index] = true // given up (the faults are random): the source is kept
+	}
 	for i, r := range recs {
 		for _, f := range prompts.TranslateFields {
-			if want := expectedTranslation(t, p, r[f].(string)); got[i][f] != want {
+			want := expectedTranslation(t, p, r[f].(string))
+			if failed[i] {
+				want = r[f].(string)
+			}
+			if got[i][f] != want {
 				t.Fatalf("example %d %s = %q, want %q", i, f, got[i][f], want)
 			}
 		}
