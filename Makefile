@@ -9,9 +9,14 @@ NUM ?= 20
 build:
 	$(GO) build -o $(BIN) ./cmd/selfinstruct
 
-# The main job with defaults: a small Alpaca-format dataset in $(OUT).
+# The main job with defaults: a small Alpaca-format dataset in $(OUT). The
+# teacher is chosen by the CLI (--teacher auto): the OpenAI API when
+# OPENAI_API_KEY (or OPENAI_BASE_URL) is set, otherwise the built-in engine
+# running Qwen2.5-0.5B-Instruct Q8_0 (Q8_0 and F32 tensors, both supported),
+# pulled once from the Hugging Face Hub into the cache. Offline, give a local
+# file: make run ARGS='--model path/to/model.gguf'.
 run: build
-	./$(BIN) generate --num $(NUM) --out $(OUT)
+	./$(BIN) generate --num $(NUM) --out $(OUT) $(ARGS)
 
 test:
 	$(GO) vet ./...

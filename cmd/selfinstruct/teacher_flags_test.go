@@ -150,8 +150,8 @@ func jsonText(s string) string {
 // "nothing usable" stop (exit 7) after real, free, truncated responses.
 //
 // It costs ten Alpaca prompts of ~1.5K tokens plus 512 generated tokens
-// each on the CPU engine (about 20 s on two idle cores, most of it in
-// attention), so -short skips it.
+// each on the CPU engine (about 45 s of CPU time on the development
+// machine, 90% of it in the engine's attention), so -short skips it.
 func TestGenerateLocalStories(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: ten full local generations on the CPU engine")
