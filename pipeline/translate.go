@@ -197,10 +197,14 @@ type translateHeader struct {
 
 // translateEntry is the journal line of one paid (or failed) request.
 type translateEntry struct {
-	Kind    string        `json:"kind"` // "response"
-	Idx     int           `json:"idx"`
-	Mode    string        `json:"mode"` // "example" or "field"
-	Field   string        `json:"field,omitempty"`
+	Kind  string `json:"kind"` // "response"
+	Idx   int    `json:"idx"`
+	Mode  string `json:"mode"` // "example" or "field"
+	Field string `json:"field,omitempty"`
+	// Raw marks the last-resort request of a field whose placeholders kept
+	// coming back broken: the field is sent as it is and every protected
+	// span is checked in the answer instead.
+	Raw     bool          `json:"raw,omitempty"`
 	Attempt int           `json:"attempt"`
 	Time    time.Time     `json:"time"`
 	Usage   teacher.Usage `json:"usage"`
@@ -226,14 +230,19 @@ const (
 
 // trExample is one input example, masked once at load.
 type trExample struct {
-	line    int
-	fields  []objField
-	src     [numFields]string
-	has     [numFields]bool // the field is in the source record
-	masked  [numFields]string
-	spans   [numFields][]prompts.Span
-	send    []int // fields that need translating
-	glossed prompts.Glossary
+	line   int
+	fields []objField
+	src    [numFields]string
+	has    [numFields]bool   // the field is in the source record
+	masked [numFields]string // placeholders numbered across the example
+	// local holds each field masked on its own, placeholders from ⟦0⟧: a
+	// per-field request keeps its ids short (a model or a word mapping that
+	// reverses or splits "⟦12⟧" cannot then break it).
+	local      [numFields]string
+	localSpans [numFields][]prompts.Span
+	spans      [numFields][]prompts.Span
+	send       []int // fields that need translating
+	glossed    prompts.Glossary
 }
 
 // trState is what the journal says about one example.
@@ -243,6 +252,7 @@ type trState struct {
 	fieldDone     [numFields]bool
 	fieldText     [numFields]string
 	fallback      bool
+	rawTried      [numFields]bool
 	done          bool
 	result        [numFields]string
 	failed        string
@@ -341,6 +351,7 @@ func (r *translateRun) load() error {
 		next := 0
 		for f := range numFields {
 			ex.masked[f], ex.spans[f] = prot.Mask(ex.src[f], next)
+			ex.local[f], ex.localSpans[f] = prot.Mask(ex.src[f], 0)
 			next += len(ex.spans[f])
 			spans += len(ex.spans[f])
 			if strings.TrimSpace(ex.src[f]) != "" && prompts.NeedsTranslation(ex.masked[f]) {
@@ -484,6 +495,7 @@ func applyState(st *trState, e translateEntry) {
 		st.fallback = true
 		if f := fieldIndex(e.Field); f >= 0 {
 			st.fieldAttempts[f]++
+			st.rawTried[f] = st.rawTried[f] || e.Raw
 			if v, ok := e.Text[e.Field]; ok {
 				st.fieldDone[f], st.fieldText[f] = true, v
 			}
@@ -504,6 +516,7 @@ func applyState(st *trState, e translateEntry) {
 type step struct {
 	mode  string
 	field int    // with modeField
+	raw   bool   // with modeField: send the field unmasked
 	fail  string // give up, for this reason
 }
 
@@ -519,6 +532,9 @@ func (r *translateRun) next(ex *trExample, st *trState) step {
 			continue
 		}
 		if st.fieldAttempts[f] >= r.cfg.FieldAttempts {
+			if !st.rawTried[f] && len(ex.localSpans[f]) > 0 && strings.HasPrefix(st.lastReason, prompts.ReasonSpanBroken) {
+				return step{mode: modeField, field: f, raw: true}
+			}
 			return step{fail: fmt.Sprintf("field %s failed %d times after %d whole-example attempts; last: %s",
 				prompts.TranslateFields[f], st.fieldAttempts[f], st.exAttempts, st.lastReason)}
 		}
@@ -625,17 +641,26 @@ func (r *translateRun) translateExample(ctx, hard context.Context, t teacher.Tea
 		if ctx.Err() != nil {
 			return errStopped
 		}
-		e := translateEntry{Kind: "response", Idx: idx, Mode: s.mode}
+		e := translateEntry{Kind: "response", Idx: idx, Mode: s.mode, Raw: s.raw}
 		var keys []int
+		v := viewExample
+		note := retryNote(&st, 0)
 		if s.mode == modeExample {
 			keys = ex.send
 			e.Attempt = st.exAttempts + 1
+			note = retryNote(&st, e.Attempt)
 		} else {
 			keys = []int{s.field}
 			e.Field = prompts.TranslateFields[s.field]
 			e.Attempt = st.fieldAttempts[s.field] + 1
+			v = viewField
+			if s.raw {
+				v = viewRaw
+				note = "the ⟦n⟧ placeholders kept coming back damaged, so this time the text is sent as it is: " +
+					"copy code, URLs, e-mail addresses, numbers with units and {placeholders} exactly as they are"
+			}
 		}
-		req, err := r.request(ex, keys, retryNote(&st, e.Attempt))
+		req, err := r.request(ex, keys, note, v)
 		if err != nil {
 			return err
 		}
@@ -663,7 +688,7 @@ func (r *translateRun) translateExample(ctx, hard context.Context, t teacher.Tea
 				ch = resp.Choices[0]
 			}
 			e.Finish = ch.FinishReason
-			text, verr := r.validate(ex, keys, ch)
+			text, verr := r.validate(ex, keys, ch, v)
 			var te *prompts.TranslateError
 			switch {
 			case errors.As(verr, &te):
@@ -725,19 +750,42 @@ func (r *translateRun) finalText(ex *trExample, st *trState) map[string]string {
 	return out
 }
 
+// retryNote is the reason the previous answer was rejected, for any request
+// but an example's first (attempt 0: a per-field request after the first).
 func retryNote(st *trState, attempt int) string {
-	if attempt <= 1 && !st.fallback {
+	if attempt == 1 {
 		return ""
 	}
 	return st.lastReason
 }
 
+// view is how a request shows the fields: masked with the example's
+// numbering, masked field by field, or as they are.
+type view int
+
+const (
+	viewExample view = iota
+	viewField
+	viewRaw
+)
+
+func (ex *trExample) text(f int, v view) (string, []prompts.Span) {
+	switch v {
+	case viewField:
+		return ex.local[f], ex.localSpans[f]
+	case viewRaw:
+		return ex.src[f], ex.localSpans[f]
+	}
+	return ex.masked[f], ex.spans[f]
+}
+
 // request builds the chat request for the given fields of ex.
-func (r *translateRun) request(ex *trExample, fields []int, retry string) (teacher.Request, error) {
+func (r *translateRun) request(ex *trExample, fields []int, retry string, v view) (teacher.Request, error) {
 	p := prompts.TranslatePrompt{From: r.from, To: r.to, Glossary: ex.glossed, Retry: retry}
 	for _, f := range fields {
+		text, _ := ex.text(f, v)
 		p.Keys = append(p.Keys, prompts.TranslateFields[f])
-		p.Values = append(p.Values, ex.masked[f])
+		p.Values = append(p.Values, text)
 	}
 	system, user, err := prompts.RenderTranslate(p)
 	if err != nil {
@@ -761,7 +809,7 @@ func (r *translateRun) request(ex *trExample, fields []int, retry string) (teach
 
 // validate checks one answer: the same fields back and nothing added, every
 // protected span back exactly once, nothing left empty that was not empty.
-func (r *translateRun) validate(ex *trExample, fields []int, ch teacher.Choice) (map[string]string, error) {
+func (r *translateRun) validate(ex *trExample, fields []int, ch teacher.Choice, view view) (map[string]string, error) {
 	if ch.FinishReason == teacher.FinishLength {
 		return nil, &prompts.TranslateError{Reason: prompts.ReasonTruncated, Detail: "the answer hit max_tokens"}
 	}
@@ -783,11 +831,17 @@ func (r *translateRun) validate(ex *trExample, fields []int, ch teacher.Choice) 
 	out := make(map[string]string, len(fields))
 	for _, f := range fields {
 		name := prompts.TranslateFields[f]
-		v := got[name]
-		if strings.TrimSpace(v) == "" {
+		if strings.TrimSpace(got[name]) == "" {
 			return nil, &prompts.TranslateError{Reason: prompts.ReasonEmptyTranslation, Detail: "field " + name + " came back empty"}
 		}
-		text, err := prompts.Unmask(v, ex.spans[f])
+		_, spans := ex.text(f, view)
+		var text string
+		var err error
+		if view == viewRaw {
+			text, err = spansKept(got[name], ex.src[f], spans)
+		} else {
+			text, err = prompts.Unmask(got[name], spans)
+		}
 		if err != nil {
 			var te *prompts.TranslateError
 			if errors.As(err, &te) {
@@ -798,6 +852,18 @@ func (r *translateRun) validate(ex *trExample, fields []int, ch teacher.Choice) 
 		out[name] = text
 	}
 	return out, nil
+}
+
+// spansKept checks an answer sent without placeholders: every protected
+// span of the source must occur in it verbatim, as often as in the source.
+func spansKept(translated, src string, spans []prompts.Span) (string, error) {
+	for _, sp := range spans {
+		if want := strings.Count(src, sp.Text); strings.Count(translated, sp.Text) < want {
+			return "", &prompts.TranslateError{Reason: prompts.ReasonSpanBroken,
+				Detail: fmt.Sprintf("%s %q changed (sent without placeholders)", sp.Kind, sp.Text)}
+		}
+	}
+	return translated, nil
 }
 
 func (r *translateRun) snapshotProgress() {

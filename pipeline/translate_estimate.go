@@ -74,7 +74,7 @@ func EstimateTranslate(cfg TranslateConfig) (*TranslateEstimate, error) {
 		}
 		est.Pending++
 		est.Requests++
-		req, err := r.request(ex, ex.send, "")
+		req, err := r.request(ex, ex.send, "", viewExample)
 		if err != nil {
 			return nil, err
 		}

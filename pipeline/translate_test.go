@@ -310,7 +310,7 @@ func TestTranslateFallbackAndFailures(t *testing.T) {
 	if !errors.Is(err, ErrBarren) || rep.Status != "unproductive" {
 		t.Fatalf("all answers damaged: %v, status %s", err, rep.Status)
 	}
-	if len(rep.Failures) != 3 || !strings.Contains(rep.Failures[0].Reason, "failed 3 times") {
+	if len(rep.Failures) != 3 || !strings.Contains(rep.Failures[0].Reason, "field instruction failed 4 times") {
 		t.Fatalf("failures %+v", rep.Failures)
 	}
 }
@@ -434,5 +434,48 @@ func TestTranslateEmptyEchoAndLock(t *testing.T) {
 	defer lock.Unlock()
 	if _, err := RunTranslate(context.Background(), context.Background(), newTeacher(t, srv), cfg); !errors.Is(err, ErrLocked) {
 		t.Fatalf("a locked work directory: %v", err)
+	}
+}
+
+// A teacher that never returns the ⟦n⟧ placeholders intact, but copies code
+// and URLs faithfully when it sees them, gets each such field once more
+// without placeholders, with every span checked in its answer.
+func TestTranslateRawLastResort(t *testing.T) {
+	srv := openaitest.New(openaitest.Options{Respond: func(c openaitest.Call) openaitest.Reply {
+		var obj map[string]string
+		json.Unmarshal([]byte(c.Prompt), &obj)
+		for k, v := range obj {
+			if strings.Contains(v, "⟦") {
+				v = strings.NewReplacer("⟦", "[", "⟧", "]").Replace(v)
+			}
+			obj[k] = "[pt] " + v
+		}
+		b, _ := json.Marshal(obj)
+		return openaitest.Reply{Text: string(b)}
+	}})
+	defer srv.Close()
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.json")
+	recs := syntheticDataset(t, in, 5)
+	cfg := translateConfig(in, filepath.Join(dir, "out.json"))
+	rep, err := RunTranslate(context.Background(), context.Background(), newTeacher(t, srv), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed != 0 || rep.Translated != 5 {
+		t.Fatalf("report %+v", rep)
+	}
+	got := readExamples(t, cfg.OutPath)
+	for i, r := range recs {
+		for _, f := range prompts.TranslateFields {
+			src := r[f].(string)
+			if src != "" && got[i][f] != "[pt] "+src && got[i][f] != src {
+				t.Errorf("example %d %s = %q", i, f, got[i][f])
+			}
+		}
+	}
+	data, _ := os.ReadFile(filepath.Join(cfg.OutPath+".work", JournalFile))
+	if !strings.Contains(string(data), `"raw":true`) {
+		t.Error("no request was sent without placeholders")
 	}
 }
