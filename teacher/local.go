@@ -62,11 +62,14 @@ type Local struct {
 	// and the messages' contents are used as a raw prompt. tmplErr is set
 	// when the model has a template this engine cannot render, so that
 	// chat requests fail and completion requests still work.
-	tmpl     sample.Template
-	tmplErr  error
-	bosText  string
-	rawOnce  sync.Once
-	maxStops int
+	tmpl    sample.Template
+	tmplErr error
+	bosText string
+	rawOnce sync.Once
+	// pieces[id] is the text a token adds to a decoded stream, computed
+	// once with the tokenizer's own stream decoder so that generating
+	// allocates nothing per token.
+	pieces []string
 
 	// slots admits at most Parallel generations; idle holds the sessions
 	// not in use, so their KV memory is reused from request to request.
@@ -121,6 +124,11 @@ func NewLocal(cfg LocalConfig) (*Local, error) {
 	if err := l.pickTemplate(); err != nil {
 		f.Close()
 		return nil, err
+	}
+	dec := tok.NewStreamDecoder()
+	l.pieces = make([]string, tok.VocabSize())
+	for id := range l.pieces {
+		l.pieces[id] = dec.Add(int32(id)) + dec.Flush()
 	}
 	tmplName := "none (raw prompt)"
 	if l.tmpl != nil {
@@ -381,15 +389,16 @@ func (l *Local) run(ctx context.Context, ls *localSession, j localJob) (localRes
 			stops = append(stops, []byte(s))
 		}
 	}
-	dec := l.tok.NewStreamDecoder()
 	text := make([]byte, 0, 4*maxTokens)
 	cut := -1
 	opts.OnToken = func(id int32) bool {
-		if l.tok.IsEOG(id) {
+		if l.tok.IsEOG(id) || int(id) >= len(l.pieces) {
 			return true
 		}
+		// Raw bytes: a character split over tokens is whole once they
+		// all arrived, and stop strings match bytes.
 		before := len(text)
-		text = append(text, dec.Add(id)...)
+		text = append(text, l.pieces[id]...)
 		if i := findStop(text, before, stops); i >= 0 {
 			cut = i
 			return false
@@ -410,11 +419,6 @@ func (l *Local) run(ctx context.Context, ls *localSession, j localJob) (localRes
 	if len(ls.cached) != ls.s.Pos() {
 		ls.s.Reset()
 		ls.cached = ls.cached[:0]
-	}
-	if cut < 0 {
-		before := len(text)
-		text = append(text, dec.Flush()...)
-		cut = findStop(text, before, stops)
 	}
 	res := localResult{promptTokens: len(j.prompt), completionTokens: len(gen.Tokens), finish: FinishStop}
 	if cut >= 0 {

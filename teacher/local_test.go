@@ -426,3 +426,21 @@ func TestFindStop(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalNoAllocationPerToken: the pooled session, the decoded pieces and
+// the sampler make a longer generation cost no more allocations.
+func TestLocalNoAllocationPerToken(t *testing.T) {
+	l, _ := newTestLocal(t, LocalConfig{Model: requireModel(t, "stories260K.gguf"), Threads: 1})
+	allocs := func(n int, temp float64) float64 {
+		return testing.AllocsPerRun(3, func() {
+			l.Complete(context.Background(), Request{Mode: ModeCompletion, Prompts: []string{"Once upon a time"}, MaxTokens: n,
+				Temperature: temp, PresencePenalty: 0.1, Stop: []string{"zzz"}, Seed: seed(1)})
+		})
+	}
+	for _, temp := range []float64{0, 1} {
+		short, long := allocs(20, temp), allocs(220, temp)
+		if perToken := (long - short) / 200; perToken > 0.05 {
+			t.Errorf("temperature %v: %.0f allocations for 20 tokens, %.0f for 220: %.2f per token", temp, short, long, perToken)
+		}
+	}
+}

@@ -152,6 +152,9 @@ func (tf *teacherFlags) buildLocal(cmd *cobra.Command, auto bool) (teacher.Teach
 			return nil, nil, err
 		}
 	}
+	if tf.maxCost > 0 {
+		slog.Info("--max-cost has no effect: the local teacher costs nothing")
+	}
 	// The engine runs here: no bill.
 	return lt, func(teacher.Usage) (float64, bool) { return 0, true }, nil
 }
