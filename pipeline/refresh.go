@@ -59,13 +59,16 @@ type ChangelogEntry struct {
 	Responses      int            `json:"responses"`
 	FailedRequests int            `json:"failed_requests"`
 	Usage          teacher.Usage  `json:"usage"`
-	TotalTokens    int64          `json:"total_tokens"`
-	CostUSD        float64        `json:"cost_usd"`
-	CostKnown      bool           `json:"cost_known"`
-	Model          string         `json:"model"`
-	Resumed        bool           `json:"resumed"`
-	SHA256         string         `json:"sha256"`             // of the new alpaca_data.json
-	Previous       string         `json:"previous,omitempty"` // snapshot of the version it replaced
+	// The usage's parts again at the top level, for scripts that read them.
+	PromptTokens     int64   `json:"prompt_tokens"`
+	CompletionTokens int64   `json:"completion_tokens"`
+	TotalTokens      int64   `json:"total_tokens"`
+	CostUSD          float64 `json:"cost_usd"`
+	CostKnown        bool    `json:"cost_known"`
+	Model            string  `json:"model"`
+	Resumed          bool    `json:"resumed"`
+	SHA256           string  `json:"sha256"`             // of the new alpaca_data.json
+	Previous         string  `json:"previous,omitempty"` // snapshot of the version it replaced
 }
 
 // RefreshResult is what a refresh did.
@@ -278,7 +281,8 @@ func (rf *refresher) publish(st *refreshState, base *baseDataset, rep *Report) (
 	entry := ChangelogEntry{
 		ID: st.ID, Time: rf.cfg.Now().UTC(), Before: len(base.items), Added: len(added.Items), After: len(items),
 		Rejected: rep.Rejected, Candidates: rep.Candidates, Responses: rep.Responses, FailedRequests: rep.FailedRequests,
-		Usage: rep.Usage, TotalTokens: rep.Usage.Total(), CostUSD: rep.CostUSD, CostKnown: rep.CostKnown,
+		Usage: rep.Usage, TotalTokens: rep.Usage.Total(),
+		PromptTokens: rep.Usage.PromptTokens, CompletionTokens: rep.Usage.CompletionTokens, CostUSD: rep.CostUSD, CostKnown: rep.CostKnown,
 		Model: rep.Model, Resumed: rep.Resumed, SHA256: sha256Hex(buf.Bytes()),
 	}
 	if base.raw != nil && rf.cfg.KeepVersions > 0 {

@@ -166,14 +166,18 @@ type TranslationReport struct {
 	ProtectedSpans int                  `json:"protected_spans"`
 	GlossaryMisses int                  `json:"glossary_misses,omitempty"`
 	Usage          teacher.Usage        `json:"usage"`
-	TotalTokens    int64                `json:"total_tokens"`
-	CostUSD        float64              `json:"cost_usd"`
-	CostKnown      bool                 `json:"cost_known"`
+	// The usage's parts again at the top level, for scripts that read them.
+	PromptTokens     int64   `json:"prompt_tokens"`
+	CompletionTokens int64   `json:"completion_tokens"`
+	TotalTokens      int64   `json:"total_tokens"`
+	CostUSD          float64 `json:"cost_usd"`
+	CostKnown        bool    `json:"cost_known"`
 }
 
 func (rep *TranslationReport) write(path string) error {
 	rep.Updated = time.Now().UTC()
 	rep.TotalTokens = rep.Usage.Total()
+	rep.PromptTokens, rep.CompletionTokens = rep.Usage.PromptTokens, rep.Usage.CompletionTokens
 	return output.WriteFileAtomic(path, func(w io.Writer) error {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
