@@ -1600,145 +1600,223 @@ dotQ6KRowsAVX2_end:
 	VZEROUPPER
 	RET
 
-// func dotF32AVX2(w []byte, x []byte, n int) float64
-// Requires: AVX, SSE2
-TEXT ·dotF32AVX2(SB), NOSPLIT, $0-64
-	MOVQ   w_base+0(FP), AX
-	MOVQ   x_base+24(FP), CX
-	MOVQ   n+48(FP), DX
-	VXORPD Y0, Y0, Y0
-	VXORPD Y1, Y1, Y1
-	VXORPD Y2, Y2, Y2
-	VXORPD Y3, Y3, Y3
+// func dotF32AVX2(w []byte, x []byte, n int) (sum float64, abs float64)
+// Requires: AVX, AVX2, SSE2
+TEXT ·dotF32AVX2(SB), NOSPLIT, $0-72
+	MOVQ     w_base+0(FP), AX
+	MOVQ     x_base+24(FP), CX
+	MOVQ     n+48(FP), DX
+	VXORPD   Y0, Y0, Y0
+	VXORPD   Y1, Y1, Y1
+	VXORPD   Y2, Y2, Y2
+	VXORPD   Y3, Y3, Y3
+	VXORPD   Y4, Y4, Y4
+	VXORPD   Y5, Y5, Y5
+	VXORPD   Y6, Y6, Y6
+	VXORPD   Y7, Y7, Y7
+	VPCMPEQD Y8, Y8, Y8
+	VPSRLD   $0x01, Y8, Y8
 
 dotF32AVX2_loop:
 	TESTQ        DX, DX
 	JZ           dotF32AVX2_done
-	VMOVUPS      (AX), Y4
-	VMULPS       (CX), Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X5
-	VCVTPS2PD    X4, Y4
-	VCVTPS2PD    X5, Y5
-	VADDPD       Y4, Y0, Y0
-	VADDPD       Y5, Y1, Y1
-	VMOVUPS      32(AX), Y4
-	VMULPS       32(CX), Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X5
-	VCVTPS2PD    X4, Y4
-	VCVTPS2PD    X5, Y5
-	VADDPD       Y4, Y2, Y2
-	VADDPD       Y5, Y3, Y3
+	VMOVUPS      (AX), Y9
+	VMULPS       (CX), Y9, Y9
+	VEXTRACTF128 $0x01, Y9, X10
+	VCVTPS2PD    X9, Y11
+	VCVTPS2PD    X10, Y10
+	VADDPD       Y11, Y0, Y0
+	VADDPD       Y10, Y2, Y2
+	VANDPS       Y8, Y9, Y9
+	VEXTRACTF128 $0x01, Y9, X10
+	VCVTPS2PD    X9, Y9
+	VCVTPS2PD    X10, Y10
+	VADDPD       Y9, Y1, Y1
+	VADDPD       Y10, Y3, Y3
+	VMOVUPS      32(AX), Y9
+	VMULPS       32(CX), Y9, Y9
+	VEXTRACTF128 $0x01, Y9, X10
+	VCVTPS2PD    X9, Y11
+	VCVTPS2PD    X10, Y10
+	VADDPD       Y11, Y4, Y4
+	VADDPD       Y10, Y6, Y6
+	VANDPS       Y8, Y9, Y9
+	VEXTRACTF128 $0x01, Y9, X10
+	VCVTPS2PD    X9, Y9
+	VCVTPS2PD    X10, Y10
+	VADDPD       Y9, Y5, Y5
+	VADDPD       Y10, Y7, Y7
 	ADDQ         $0x40, AX
 	ADDQ         $0x40, CX
 	SUBQ         $0x10, DX
 	JMP          dotF32AVX2_loop
 
 dotF32AVX2_done:
-	VADDPD       Y1, Y0, Y0
-	VADDPD       Y3, Y2, Y2
 	VADDPD       Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPD       X1, X0, X0
-	VUNPCKHPD    X0, X0, X1
-	VADDSD       X1, X0, X0
+	VADDPD       Y6, Y4, Y4
+	VADDPD       Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPD       X2, X0, X0
+	VUNPCKHPD    X0, X0, X2
+	VADDSD       X2, X0, X0
+	VADDPD       Y3, Y1, Y1
+	VADDPD       Y7, Y5, Y5
+	VADDPD       Y5, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPD       X2, X1, X1
+	VUNPCKHPD    X1, X1, X2
+	VADDSD       X2, X1, X1
 	VZEROUPPER
-	MOVSD        X0, ret+56(FP)
+	MOVSD        X0, sum+56(FP)
+	MOVSD        X1, abs+64(FP)
 	RET
 
-// func dotF16AVX2(w []byte, x []byte, n int) float64
-// Requires: AVX, F16C, SSE2
-TEXT ·dotF16AVX2(SB), NOSPLIT, $0-64
-	MOVQ   w_base+0(FP), AX
-	MOVQ   x_base+24(FP), CX
-	MOVQ   n+48(FP), DX
-	VXORPD Y0, Y0, Y0
-	VXORPD Y1, Y1, Y1
-	VXORPD Y2, Y2, Y2
-	VXORPD Y3, Y3, Y3
+// func dotF16AVX2(w []byte, x []byte, n int) (sum float64, abs float64)
+// Requires: AVX, AVX2, F16C, SSE2
+TEXT ·dotF16AVX2(SB), NOSPLIT, $0-72
+	MOVQ     w_base+0(FP), AX
+	MOVQ     x_base+24(FP), CX
+	MOVQ     n+48(FP), DX
+	VXORPD   Y0, Y0, Y0
+	VXORPD   Y1, Y1, Y1
+	VXORPD   Y2, Y2, Y2
+	VXORPD   Y3, Y3, Y3
+	VXORPD   Y4, Y4, Y4
+	VXORPD   Y5, Y5, Y5
+	VXORPD   Y6, Y6, Y6
+	VXORPD   Y7, Y7, Y7
+	VPCMPEQD Y8, Y8, Y8
+	VPSRLD   $0x01, Y8, Y8
 
 dotF16AVX2_loop:
 	TESTQ        DX, DX
 	JZ           dotF16AVX2_done
-	VCVTPH2PS    (AX), Y4
-	VCVTPH2PS    (CX), Y5
-	VMULPS       Y5, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X5
-	VCVTPS2PD    X4, Y4
-	VCVTPS2PD    X5, Y5
-	VADDPD       Y4, Y0, Y0
-	VADDPD       Y5, Y1, Y1
-	VCVTPH2PS    16(AX), Y4
-	VCVTPH2PS    16(CX), Y5
-	VMULPS       Y5, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X5
-	VCVTPS2PD    X4, Y4
-	VCVTPS2PD    X5, Y5
-	VADDPD       Y4, Y2, Y2
-	VADDPD       Y5, Y3, Y3
+	VCVTPH2PS    (AX), Y9
+	VCVTPH2PS    (CX), Y10
+	VMULPS       Y10, Y9, Y9
+	VEXTRACTF128 $0x01, Y9, X10
+	VCVTPS2PD    X9, Y11
+	VCVTPS2PD    X10, Y10
+	VADDPD       Y11, Y0, Y0
+	VADDPD       Y10, Y2, Y2
+	VANDPS       Y8, Y9, Y9
+	VEXTRACTF128 $0x01, Y9, X10
+	VCVTPS2PD    X9, Y9
+	VCVTPS2PD    X10, Y10
+	VADDPD       Y9, Y1, Y1
+	VADDPD       Y10, Y3, Y3
+	VCVTPH2PS    16(AX), Y9
+	VCVTPH2PS    16(CX), Y10
+	VMULPS       Y10, Y9, Y9
+	VEXTRACTF128 $0x01, Y9, X10
+	VCVTPS2PD    X9, Y11
+	VCVTPS2PD    X10, Y10
+	VADDPD       Y11, Y4, Y4
+	VADDPD       Y10, Y6, Y6
+	VANDPS       Y8, Y9, Y9
+	VEXTRACTF128 $0x01, Y9, X10
+	VCVTPS2PD    X9, Y9
+	VCVTPS2PD    X10, Y10
+	VADDPD       Y9, Y5, Y5
+	VADDPD       Y10, Y7, Y7
 	ADDQ         $0x20, AX
 	ADDQ         $0x20, CX
 	SUBQ         $0x10, DX
 	JMP          dotF16AVX2_loop
 
 dotF16AVX2_done:
-	VADDPD       Y1, Y0, Y0
-	VADDPD       Y3, Y2, Y2
 	VADDPD       Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPD       X1, X0, X0
-	VUNPCKHPD    X0, X0, X1
-	VADDSD       X1, X0, X0
+	VADDPD       Y6, Y4, Y4
+	VADDPD       Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPD       X2, X0, X0
+	VUNPCKHPD    X0, X0, X2
+	VADDSD       X2, X0, X0
+	VADDPD       Y3, Y1, Y1
+	VADDPD       Y7, Y5, Y5
+	VADDPD       Y5, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPD       X2, X1, X1
+	VUNPCKHPD    X1, X1, X2
+	VADDSD       X2, X1, X1
 	VZEROUPPER
-	MOVSD        X0, ret+56(FP)
+	MOVSD        X0, sum+56(FP)
+	MOVSD        X1, abs+64(FP)
 	RET
 
-// func dotBF16AVX2(w []byte, x []byte, n int) float64
+// func dotBF16AVX2(w []byte, x []byte, n int) (sum float64, abs float64)
 // Requires: AVX, AVX2, SSE2
-TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-64
-	MOVQ   w_base+0(FP), AX
-	MOVQ   x_base+24(FP), CX
-	MOVQ   n+48(FP), DX
-	VXORPD Y0, Y0, Y0
-	VXORPD Y1, Y1, Y1
-	VXORPD Y2, Y2, Y2
-	VXORPD Y3, Y3, Y3
+TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-72
+	MOVQ     w_base+0(FP), AX
+	MOVQ     x_base+24(FP), CX
+	MOVQ     n+48(FP), DX
+	VXORPD   Y0, Y0, Y0
+	VXORPD   Y1, Y1, Y1
+	VXORPD   Y2, Y2, Y2
+	VXORPD   Y3, Y3, Y3
+	VXORPD   Y4, Y4, Y4
+	VXORPD   Y5, Y5, Y5
+	VXORPD   Y6, Y6, Y6
+	VXORPD   Y7, Y7, Y7
+	VPCMPEQD Y8, Y8, Y8
+	VPSRLD   $0x01, Y8, Y8
 
 dotBF16AVX2_loop:
 	TESTQ        DX, DX
 	JZ           dotBF16AVX2_done
-	VPMOVZXWD    (AX), Y4
-	VPSLLD       $0x10, Y4, Y4
-	VPMOVZXWD    (CX), Y5
-	VPSLLD       $0x10, Y5, Y5
-	VMULPS       Y5, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X5
-	VCVTPS2PD    X4, Y4
-	VCVTPS2PD    X5, Y5
-	VADDPD       Y4, Y0, Y0
-	VADDPD       Y5, Y1, Y1
-	VPMOVZXWD    16(AX), Y4
-	VPSLLD       $0x10, Y4, Y4
-	VPMOVZXWD    16(CX), Y5
-	VPSLLD       $0x10, Y5, Y5
-	VMULPS       Y5, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X5
-	VCVTPS2PD    X4, Y4
-	VCVTPS2PD    X5, Y5
-	VADDPD       Y4, Y2, Y2
-	VADDPD       Y5, Y3, Y3
+	VPMOVZXWD    (AX), Y9
+	VPSLLD       $0x10, Y9, Y9
+	VPMOVZXWD    (CX), Y10
+	VPSLLD       $0x10, Y10, Y10
+	VMULPS       Y10, Y9, Y9
+	VEXTRACTF128 $0x01, Y9, X10
+	VCVTPS2PD    X9, Y11
+	VCVTPS2PD    X10, Y10
+	VADDPD       Y11, Y0, Y0
+	VADDPD       Y10, Y2, Y2
+	VANDPS       Y8, Y9, Y9
+	VEXTRACTF128 $0x01, Y9, X10
+	VCVTPS2PD    X9, Y9
+	VCVTPS2PD    X10, Y10
+	VADDPD       Y9, Y1, Y1
+	VADDPD       Y10, Y3, Y3
+	VPMOVZXWD    16(AX), Y9
+	VPSLLD       $0x10, Y9, Y9
+	VPMOVZXWD    16(CX), Y10
+	VPSLLD       $0x10, Y10, Y10
+	VMULPS       Y10, Y9, Y9
+	VEXTRACTF128 $0x01, Y9, X10
+	VCVTPS2PD    X9, Y11
+	VCVTPS2PD    X10, Y10
+	VADDPD       Y11, Y4, Y4
+	VADDPD       Y10, Y6, Y6
+	VANDPS       Y8, Y9, Y9
+	VEXTRACTF128 $0x01, Y9, X10
+	VCVTPS2PD    X9, Y9
+	VCVTPS2PD    X10, Y10
+	VADDPD       Y9, Y5, Y5
+	VADDPD       Y10, Y7, Y7
 	ADDQ         $0x20, AX
 	ADDQ         $0x20, CX
 	SUBQ         $0x10, DX
 	JMP          dotBF16AVX2_loop
 
 dotBF16AVX2_done:
-	VADDPD       Y1, Y0, Y0
-	VADDPD       Y3, Y2, Y2
 	VADDPD       Y2, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPD       X1, X0, X0
-	VUNPCKHPD    X0, X0, X1
-	VADDSD       X1, X0, X0
+	VADDPD       Y6, Y4, Y4
+	VADDPD       Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPD       X2, X0, X0
+	VUNPCKHPD    X0, X0, X2
+	VADDSD       X2, X0, X0
+	VADDPD       Y3, Y1, Y1
+	VADDPD       Y7, Y5, Y5
+	VADDPD       Y5, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPD       X2, X1, X1
+	VUNPCKHPD    X1, X1, X2
+	VADDSD       X2, X1, X1
 	VZEROUPPER
-	MOVSD        X0, ret+56(FP)
+	MOVSD        X0, sum+56(FP)
+	MOVSD        X1, abs+64(FP)
 	RET

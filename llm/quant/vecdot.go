@@ -26,10 +26,8 @@ type VecDotFunc func(n int, w, x []byte) float32
 // vecDotKernels is the dispatch table VecDot uses, indexed by weight type. It
 // starts with the pure-Go reference kernels; an architecture-specific file may
 // replace entries in its init after checking CPU features (vecdot_amd64.go).
-// A replacement for a quantised type must return exactly what the reference
-// returns; one for F32, F16 or BF16 may only reorder the float64 summation,
-// which can change the float32 result by one rounding. kernels_simd_test.go
-// checks both against vecDotReference.
+// Any replacement must return exactly what the reference returns, which the
+// tests check via vecDotReference.
 var vecDotKernels = [numTypes]VecDotFunc{
 	F32:  vecDotF32,
 	F16:  vecDotF16,

@@ -4,6 +4,7 @@ package quant
 
 import (
 	"encoding/binary"
+	"math"
 
 	"golang.org/x/sys/cpu"
 )
@@ -56,55 +57,93 @@ func init() {
 	}
 }
 
-// The wrappers turn VecDot's checked (n, w, x) into block counts. The
-// quantised kernels return exactly what the reference returns.
+// The wrappers turn VecDot's checked (n, w, x) into block counts. Like the
+// float wrappers below, they return exactly what the reference returns.
 
 func vecDotQ8_0AVX2(n int, w, x []byte) float32 { return dotQ8_0AVX2(w, x, n/QK) }
 func vecDotQ4_0AVX2(n int, w, x []byte) float32 { return dotQ4_0AVX2(w, x, n/QK) }
 func vecDotQ4KAVX2(n int, w, x []byte) float32  { return dotQ4KAVX2(w, x, n/QKK) }
 func vecDotQ6KAVX2(n int, w, x []byte) float32  { return dotQ6KAVX2(w, x, n/QKK) }
 
-// vecDotF32AVX2 sums in float64 like the reference, but in 16 parallel sums
-// and then the tail in order, so it may differ from it in float64 rounding
-// (hence at most in the last bit of the float32 result).
+// The float kernels sum in float64 in another order than the reference, so
+// their result is used only when roundsAlike proves the reference's order
+// rounds to the same float32; otherwise (rarely: cancellation, Inf, NaN) the
+// reference itself runs. Either way VecDot returns the reference's bits.
+
 func vecDotF32AVX2(n int, w, x []byte) float32 {
 	m := n &^ 15
-	var sum float64
+	var sum, abs float64
 	if m > 0 {
-		sum = dotF32AVX2(w, x, m)
+		sum, abs = dotF32AVX2(w, x, m)
 	}
 	for i := m; i < n; i++ {
-		sum += float64(f32At(w, i) * f32At(x, i))
+		p := float64(f32At(w, i) * f32At(x, i))
+		sum += p
+		abs += math.Abs(p)
 	}
-	return float32(sum)
+	if r, ok := roundsAlike(sum, abs, n); ok {
+		return r
+	}
+	return vecDotF32(n, w, x)
 }
 
-// vecDotF16AVX2 is vecDotF32AVX2 for half-precision operands, whose float32
-// products are exact.
 func vecDotF16AVX2(n int, w, x []byte) float32 {
 	m := n &^ 15
-	var sum float64
+	var sum, abs float64
 	if m > 0 {
-		sum = dotF16AVX2(w, x, m)
+		sum, abs = dotF16AVX2(w, x, m)
 	}
 	for i := m; i < n; i++ {
-		sum += float64(f16At(w, 2*i) * f16At(x, 2*i))
+		p := float64(f16At(w, 2*i) * f16At(x, 2*i))
+		sum += p
+		abs += math.Abs(p)
 	}
-	return float32(sum)
+	if r, ok := roundsAlike(sum, abs, n); ok {
+		return r
+	}
+	return vecDotF16(n, w, x)
 }
 
-// vecDotBF16AVX2 is vecDotF32AVX2 for bfloat16 operands, whose float32
-// products are exact unless they overflow or underflow, as in the reference.
 func vecDotBF16AVX2(n int, w, x []byte) float32 {
 	m := n &^ 15
-	var sum float64
+	var sum, abs float64
 	if m > 0 {
-		sum = dotBF16AVX2(w, x, m)
+		sum, abs = dotBF16AVX2(w, x, m)
 	}
 	for i := m; i < n; i++ {
 		a := BF16ToFP32(binary.LittleEndian.Uint16(w[2*i:]))
 		b := BF16ToFP32(binary.LittleEndian.Uint16(x[2*i:]))
-		sum += float64(a * b)
+		p := float64(a * b)
+		sum += p
+		abs += math.Abs(p)
 	}
-	return float32(sum)
+	if r, ok := roundsAlike(sum, abs, n); ok {
+		return r
+	}
+	return vecDotBF16(n, w, x)
+}
+
+// roundsAlike returns float32(s) for s, a float64 sum of n terms whose
+// magnitudes sum to abs, when every summation order of those terms rounds to
+// that same float32, and false when it cannot tell. Any order of summing n
+// float64 terms is within γ(n-1)·Σ|p| of the exact sum, γ(k) = k·u/(1-k·u),
+// u = 2^-53 (Higham, Accuracy and Stability of Numerical Algorithms, §4.2),
+// so two orders differ by at most twice that; 3·n·u·abs covers it, with room
+// for the rounding of abs itself and of e. The Nextafter steps cover the
+// rounding of s±e, and float64-to-float32 rounding is monotonic, so equal
+// ends mean equal results.
+func roundsAlike(s, abs float64, n int) (float32, bool) {
+	if abs == 0 {
+		return float32(s), true // only ±0 terms: every order gives +0
+	}
+	if !(abs <= math.MaxFloat64) {
+		return 0, false // an Inf or NaN product: let the reference decide
+	}
+	e := 3 * float64(n) * 0x1p-53 * abs
+	lo := float32(math.Nextafter(s-e, math.Inf(-1)))
+	hi := float32(math.Nextafter(s+e, math.Inf(1)))
+	if math.Float32bits(lo) != math.Float32bits(hi) {
+		return 0, false
+	}
+	return lo, true
 }

@@ -6,9 +6,10 @@
 // The quantised kernels reproduce the pure-Go reference bit for bit: integer
 // block sums are exact whatever the grouping, and the float steps that follow
 // (scaling, per-lane and per-block accumulation) use the reference's
-// operations in the reference's order. The F32, F16 and BF16 kernels keep the
-// reference's float64 accumulation but in 16 parallel sums, which changes
-// only float64 rounding.
+// operations in the reference's order. The F32, F16 and BF16 kernels sum in
+// float64 in 16 parallel sums and also return the sum of magnitudes, from
+// which their Go wrappers prove that the reference's order rounds to the
+// same float32 (or else run the reference).
 package main
 
 import (
@@ -537,21 +538,38 @@ func loadFloats(kind floatKind, m Mem, dst VecVirtual) {
 
 // genFloat generates the F32, F16 or BF16 kernel over n elements, n a
 // multiple of 16: float32 products (exact for F16 and BF16), widened and
-// summed in float64 in 16 parallel sums.
+// summed in float64 in 16 parallel sums. It also returns the sum of the
+// products' magnitudes, which bounds how far any other summation order (the
+// reference's sequential one) can be from the returned sum.
 func genFloat(name string, kind floatKind) {
-	TEXT(name, NOSPLIT, "func(w, x []byte, n int) float64")
-	Doc(name + " returns the float64 sum of the float32 products of n elements, n a multiple of 16 (AVX2, F16C).")
+	TEXT(name, NOSPLIT, "func(w, x []byte, n int) (sum, abs float64)")
+	Doc(name + " returns the float64 sum of the float32 products of n elements, n a multiple of 16, and the sum of their magnitudes (AVX2, F16C).")
 	w := Load(Param("w").Base(), GP64())
 	x := Load(Param("x").Base(), GP64())
 	n := Load(Param("n"), GP64())
-	var acc [4]VecVirtual
+	var acc, abs [4]VecVirtual
 	for i := range acc {
-		acc[i] = YMM()
+		acc[i], abs[i] = YMM(), YMM()
 		VXORPD(acc[i], acc[i], acc[i])
+		VXORPD(abs[i], abs[i], abs[i])
 	}
+	signOff := YMM()
+	VPCMPEQD(signOff, signOff, signOff)
+	VPSRLD(Imm(1), signOff, signOff) // 0x7fffffff: clears a float32's sign
 	size := 4
 	if kind != f32 {
 		size = 2
+	}
+	// widenAdd converts the 8 float32s of v to float64 and adds them to
+	// the accumulator pair a.
+	widenAdd := func(v VecVirtual, a0, a1 VecVirtual) {
+		hi := XMM()
+		VEXTRACTF128(Imm(1), v, hi)
+		lo, hd := YMM(), YMM()
+		VCVTPS2PD(v.AsX(), lo)
+		VCVTPS2PD(hi, hd)
+		VADDPD(lo, a0, a0)
+		VADDPD(hd, a1, a1)
 	}
 	Label(name + "_loop")
 	TESTQ(n, n)
@@ -566,13 +584,9 @@ func genFloat(name string, kind floatKind) {
 			loadFloats(kind, Mem{Base: x, Disp: 8 * size * k}, b)
 			VMULPS(b, a, a)
 		}
-		hi := XMM()
-		VEXTRACTF128(Imm(1), a, hi)
-		lo, hd := YMM(), YMM()
-		VCVTPS2PD(a.AsX(), lo)
-		VCVTPS2PD(hi, hd)
-		VADDPD(lo, acc[2*k], acc[2*k])
-		VADDPD(hd, acc[2*k+1], acc[2*k+1])
+		widenAdd(a, acc[2*k], acc[2*k+1])
+		VANDPS(signOff, a, a)
+		widenAdd(a, abs[2*k], abs[2*k+1])
 	}
 	ADDQ(Imm(uint64(16*size)), w)
 	ADDQ(Imm(uint64(16*size)), x)
@@ -580,17 +594,22 @@ func genFloat(name string, kind floatKind) {
 	JMP(LabelRef(name + "_loop"))
 
 	Label(name + "_done")
-	VADDPD(acc[1], acc[0], acc[0])
-	VADDPD(acc[3], acc[2], acc[2])
-	VADDPD(acc[2], acc[0], acc[0])
-	hi := XMM()
-	VEXTRACTF128(Imm(1), acc[0], hi)
-	s := XMM()
-	VADDPD(hi, acc[0].AsX(), s)
-	t := XMM()
-	VUNPCKHPD(s, s, t)
-	VADDSD(t, s, s)
+	reduce := func(acc [4]VecVirtual) Register {
+		VADDPD(acc[1], acc[0], acc[0])
+		VADDPD(acc[3], acc[2], acc[2])
+		VADDPD(acc[2], acc[0], acc[0])
+		hi := XMM()
+		VEXTRACTF128(Imm(1), acc[0], hi)
+		s := XMM()
+		VADDPD(hi, acc[0].AsX(), s)
+		t := XMM()
+		VUNPCKHPD(s, s, t)
+		VADDSD(t, s, s)
+		return s
+	}
+	s, a := reduce(acc), reduce(abs)
 	VZEROUPPER()
 	Store(s, ReturnIndex(0))
+	Store(a, ReturnIndex(1))
 	RET()
 }
