@@ -58,13 +58,12 @@ type Local struct {
 	m    *model.Model
 	log  *slog.Logger
 
-	// tmpl renders chat requests; nil means the model has no chat template
-	// and the messages' contents are used as a raw prompt. tmplErr is set
+	// chat renders chat requests; nil means the model has no chat template
+	// and the messages' contents are used as a raw prompt. chatErr is set
 	// when the model has a template this engine cannot render, so that
 	// chat requests fail and completion requests still work.
-	tmpl    sample.Template
-	tmplErr error
-	bosText string
+	chat    *ChatEncoder
+	chatErr error
 	rawOnce sync.Once
 	// pieces[id] is the text a token adds to a decoded stream, computed
 	// once with the tokenizer's own stream decoder so that generating
@@ -121,9 +120,16 @@ func NewLocal(cfg LocalConfig) (*Local, error) {
 	if l.name == "" {
 		l.name = filepath.Base(cfg.Model)
 	}
-	if err := l.pickTemplate(); err != nil {
+	switch l.chat, err = NewChatEncoder(tok, cfg.Template); {
+	case errors.Is(err, ErrNoChatTemplate):
+		// A base model (stories260K): chat requests become raw prompts,
+		// logged at the first one.
+	case errors.Is(err, ErrUnknownChatTemplate) && cfg.Template == "":
+		l.chatErr = fmt.Errorf("%w: %s: %v; name one with --chat-template (chatml, llama3, llama2, mistral, zephyr, phi3, gemma) or use --api completions",
+			ErrUnavailable, cfg.Model, err)
+	case err != nil:
 		f.Close()
-		return nil, err
+		return nil, fmt.Errorf("local teacher: %w", err)
 	}
 	dec := tok.NewStreamDecoder()
 	l.pieces = make([]string, tok.VocabSize())
@@ -131,9 +137,9 @@ func NewLocal(cfg LocalConfig) (*Local, error) {
 		l.pieces[id] = dec.Add(int32(id)) + dec.Flush()
 	}
 	tmplName := "none (raw prompt)"
-	if l.tmpl != nil {
-		tmplName = l.tmpl.Name()
-	} else if l.tmplErr != nil {
+	if l.chat != nil {
+		tmplName = l.chat.Template().Name()
+	} else if l.chatErr != nil {
 		tmplName = "unknown"
 	}
 	l.log.Info("local teacher loaded", "model", l.name, "file", cfg.Model, "arch", m.HP.Arch,
@@ -146,40 +152,64 @@ func NewLocal(cfg LocalConfig) (*Local, error) {
 	return l, nil
 }
 
-func (l *Local) pickTemplate() error {
-	var bos, eos string
-	if id := l.tok.BOS(); id >= 0 {
-		bos = l.tok.Token(id)
-	}
-	if id := l.tok.EOS(); id >= 0 {
-		eos = l.tok.Token(id)
-	}
-	l.bosText = bos
+// ErrNoChatTemplate: the model carries no tokenizer.chat_template and none
+// was named.
+var ErrNoChatTemplate = errors.New("the model has no chat template")
+
+// ErrUnknownChatTemplate: the model's chat template is not one of the
+// families package sample renders.
+var ErrUnknownChatTemplate = errors.New("the model's chat template is not one this engine knows")
+
+// ChatEncoder turns conversations into a model's prompt tokens: rendered
+// with its chat template, the vocabulary's own BOS/EOS texts written where
+// the template writes them, special-token texts parsed, and a BOS added
+// per the vocabulary unless the template wrote it already.
+type ChatEncoder struct {
+	tok  *tokenizer.Tokenizer
+	tmpl sample.Template
+	bos  string
+}
+
+// NewChatEncoder picks the template by name (TemplateByName), else the one
+// detected from the model's tokenizer.chat_template.
+func NewChatEncoder(tok *tokenizer.Tokenizer, name string) (*ChatEncoder, error) {
+	var t sample.Template
 	switch {
-	case l.cfg.Template != "":
-		t, err := sample.TemplateByName(l.cfg.Template)
-		if err != nil {
-			return fmt.Errorf("local teacher: %w", err)
+	case name != "":
+		var err error
+		if t, err = sample.TemplateByName(name); err != nil {
+			return nil, err
 		}
-		l.tmpl = t
-	case l.tok.ChatTemplate() == "":
-		// No template (base models such as stories260K): chat requests
-		// become raw prompts; logged at the first one.
+	case tok.ChatTemplate() == "":
+		return nil, ErrNoChatTemplate
 	default:
-		t, ok := sample.DetectTemplate(l.tok.ChatTemplate())
-		if !ok {
-			l.tmplErr = fmt.Errorf("%w: %s: the model's chat template is not one this engine knows; name one with --chat-template (chatml, llama3, llama2, mistral, zephyr, phi3, gemma) or use --api completions",
-				ErrUnavailable, l.cfg.Model)
-			return nil
+		var ok bool
+		if t, ok = sample.DetectTemplate(tok.ChatTemplate()); !ok {
+			return nil, ErrUnknownChatTemplate
 		}
-		l.tmpl = t
 	}
-	if l.tmpl != nil {
-		// The template writes the vocabulary's own BOS/EOS texts so that
-		// they parse back into those special tokens.
-		l.tmpl = sample.WithSpecialTokens(l.tmpl, bos, eos)
+	var bos, eos string
+	if id := tok.BOS(); id >= 0 {
+		bos = tok.Token(id)
 	}
-	return nil
+	if id := tok.EOS(); id >= 0 {
+		eos = tok.Token(id)
+	}
+	return &ChatEncoder{tok: tok, tmpl: sample.WithSpecialTokens(t, bos, eos), bos: bos}, nil
+}
+
+// Template is the template in use, with the vocabulary's BOS/EOS texts.
+func (e *ChatEncoder) Template() sample.Template { return e.tmpl }
+
+// Encode renders msgs followed by the assistant's turn opening.
+func (e *ChatEncoder) Encode(msgs []sample.Message) ([]int32, error) {
+	text, err := e.tmpl.Render(msgs, true)
+	if err != nil {
+		return nil, err
+	}
+	// A template that writes the BOS text must not get a second BOS.
+	addSpecial := e.bos == "" || !strings.HasPrefix(text, e.bos)
+	return e.tok.Encode(text, addSpecial, true), nil
 }
 
 // Model is the configured name, else the model file's base name.
@@ -209,10 +239,10 @@ func (l *Local) encode(req Request) ([]encodedPrompt, error) {
 		if len(req.Messages) == 0 {
 			return nil, fmt.Errorf("%w: chat request without messages", ErrRejected)
 		}
-		if l.tmplErr != nil {
-			return nil, l.tmplErr
+		if l.chatErr != nil {
+			return nil, l.chatErr
 		}
-		if l.tmpl == nil {
+		if l.chat == nil {
 			l.rawOnce.Do(func() {
 				l.log.Info("the model has no chat template: chat messages are sent as one raw prompt (their contents concatenated)", "model", l.name)
 			})
@@ -226,14 +256,11 @@ func (l *Local) encode(req Request) ([]encodedPrompt, error) {
 		for i, m := range req.Messages {
 			msgs[i] = sample.Message{Role: m.Role, Content: m.Content}
 		}
-		text, err := l.tmpl.Render(msgs, true)
+		ids, err := l.chat.Encode(msgs)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrRejected, err)
 		}
-		// Special-token texts in the rendering are the template's own; a
-		// template that writes the BOS text must not get a second BOS.
-		addSpecial := l.bosText == "" || !strings.HasPrefix(text, l.bosText)
-		return []encodedPrompt{{ids: l.tok.Encode(text, addSpecial, true)}}, nil
+		return []encodedPrompt{{ids: ids}}, nil
 	case ModeCompletion:
 		if len(req.Prompts) == 0 {
 			return nil, fmt.Errorf("%w: completion request without prompts", ErrRejected)

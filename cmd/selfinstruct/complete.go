@@ -15,6 +15,7 @@ import (
 	"github.com/selfinstruct/selfinstruct/llm/model"
 	"github.com/selfinstruct/selfinstruct/llm/sample"
 	"github.com/selfinstruct/selfinstruct/llm/tokenizer"
+	"github.com/selfinstruct/selfinstruct/teacher"
 )
 
 func init() { rootCmd.AddCommand(newCompleteCmd()) }
@@ -119,34 +120,20 @@ func runComplete(cmd *cobra.Command, fl *completeFlags) error {
 	}
 	defer lm.close()
 
-	addSpecial, parseSpecial := true, false
+	var ids []int32
 	if fl.chat {
-		tmpl, err := chatTemplate(lm.tok, fl.template)
+		// The local teacher's encoder, so that `complete --chat` shows
+		// exactly what the teacher sends the model.
+		enc, err := teacher.NewChatEncoder(lm.tok, fl.template)
 		if err != nil {
-			return withCode(exitBadInput, fmt.Errorf("complete: %w", err))
+			return withCode(exitBadInput, fmt.Errorf("complete: %w; name one with --template", err))
 		}
-		// The template writes the vocabulary's own BOS/EOS texts, so that
-		// they parse back into those special tokens.
-		var bos, eos string
-		if id := lm.tok.BOS(); id >= 0 {
-			bos = lm.tok.Token(id)
-		}
-		if id := lm.tok.EOS(); id >= 0 {
-			eos = lm.tok.Token(id)
-		}
-		tmpl = sample.WithSpecialTokens(tmpl, bos, eos)
-		prompt, err = tmpl.Render([]sample.Message{{Role: "user", Content: prompt}}, true)
-		if err != nil {
+		if ids, err = enc.Encode([]sample.Message{{Role: "user", Content: prompt}}); err != nil {
 			return fmt.Errorf("complete: chat template: %w", err)
 		}
-		// Templates that write the BOS text themselves must not get a
-		// second BOS from the tokenizer.
-		parseSpecial = true
-		if bos != "" && strings.HasPrefix(prompt, bos) {
-			addSpecial = false
-		}
+	} else {
+		ids = lm.tok.Encode(prompt, true, false)
 	}
-	ids := lm.tok.Encode(prompt, addSpecial, parseSpecial)
 	if len(ids) == 0 {
 		return withCode(exitBadInput, errors.New("complete: the prompt tokenizes to nothing"))
 	}
@@ -240,23 +227,6 @@ func loadLocalModel(path string, threads int) (*localModel, error) {
 		return nil, withCode(exitBadInput, fmt.Errorf("%s: %w", path, err))
 	}
 	return &localModel{f: f, tok: tok, m: m}, nil
-}
-
-// chatTemplate picks the template by name, else the one the model's
-// metadata carries.
-func chatTemplate(tok *tokenizer.Tokenizer, name string) (sample.Template, error) {
-	if name != "" {
-		return sample.TemplateByName(name)
-	}
-	src := tok.ChatTemplate()
-	if src == "" {
-		return nil, errors.New("the model has no chat template; name one with --template")
-	}
-	t, ok := sample.DetectTemplate(src)
-	if !ok {
-		return t, errors.New("the model's chat template is not one this engine knows; name one with --template")
-	}
-	return t, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
