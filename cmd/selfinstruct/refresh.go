@@ -97,6 +97,9 @@ func runRefresh(cmd *cobra.Command, rf *refreshFlags) error {
 		return err
 	}
 	ac.Model, ac.Cost = t.Model(), cost
+	// build may set these for the teacher it made (the local engine's
+	// sequence count and token bound).
+	ac.Concurrency, ac.MaxTokens = rf.gen.teacher.concurrency, rf.gen.maxTokens
 	soft, hard, cleanup := gracefulContexts(cmd.Context())
 	defer cleanup()
 	res, err := pipeline.RunRefresh(soft, hard, t, pipeline.RefreshConfig{

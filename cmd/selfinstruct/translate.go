@@ -120,7 +120,24 @@ func runTranslate(cmd *cobra.Command, tf *translateFlags) error {
 		if err != nil {
 			return err
 		}
-		cfg.Cost = func(u teacher.Usage) (float64, bool) { return prices.Cost(tf.teacher.model, u) }
+		baseURL := tf.teacher.baseURL
+		if baseURL == "" {
+			baseURL = os.Getenv(teacher.EnvBaseURL)
+		}
+		kind, err := tf.teacher.resolveKind(cmd, baseURL, os.Getenv(teacher.EnvAPIKey))
+		if err != nil {
+			return err
+		}
+		model := tf.teacher.model
+		if model == "" {
+			model = defaultOpenAIModel
+		}
+		if kind == "local" {
+			model = "the local teacher" // priced at nothing below
+			prices = teacher.Prices{model: {}}
+		}
+		tf.teacher.model = model
+		cfg.Cost = func(u teacher.Usage) (float64, bool) { return prices.Cost(model, u) }
 		est, err := pipeline.EstimateTranslate(cfg)
 		if err != nil {
 			return mapTranslateError(err)
@@ -153,6 +170,7 @@ func runTranslate(cmd *cobra.Command, tf *translateFlags) error {
 	}
 	cfg.Cost = cost
 	cfg.Model = t.Model()
+	cfg.Concurrency = tf.teacher.concurrency // build sets it for the local engine
 	cfg.Progress = pipeline.NewProgress(os.Stderr, term.IsTerminal(int(os.Stderr.Fd())), slog.Default(), 10*time.Second)
 	soft, hard, cleanup := gracefulContexts(cmd.Context())
 	defer cleanup()
