@@ -227,9 +227,11 @@ type translateEntry struct {
 }
 
 const (
-	modeExample = "example"
-	modeField   = "field"
-	numFields   = 3
+	kindResponse = "response"
+	kindFailed   = "failed" // an example given up without a request
+	modeExample  = "example"
+	modeField    = "field"
+	numFields    = 3
 )
 
 // trExample is one input example, masked once at load.
@@ -437,7 +439,7 @@ func (r *translateRun) openJournal() error {
 		if err := json.Unmarshal(line, &e); err != nil {
 			return fmt.Errorf("%s: line %d: %w", j.Path(), i+2, err)
 		}
-		if e.Kind != "response" {
+		if e.Kind != kindResponse && e.Kind != kindFailed {
 			continue
 		}
 		if e.Idx < 0 || e.Idx >= len(r.examples) {
@@ -460,6 +462,10 @@ func fieldIndex(name string) int { return slices.Index(prompts.TranslateFields, 
 // apply adds one journaled response to the state and the report: replay on
 // resume and live processing go through it alike.
 func (r *translateRun) apply(e translateEntry) {
+	if e.Kind == kindFailed {
+		r.states[e.Idx].failed = e.Failed
+		return
+	}
 	account(&r.report, e)
 	applyState(&r.states[e.Idx], e)
 }
@@ -642,6 +648,11 @@ func (r *translateRun) translateExample(ctx, hard context.Context, t teacher.Tea
 			// fields were empty or kept as they are, nothing to send).
 			return nil
 		}
+		if s.fail != "" {
+			// Out of attempts without a response saying so: a resumed run
+			// with fewer --field-attempts than the one that started.
+			return r.giveUp(ex, idx, s.fail)
+		}
 		if ctx.Err() != nil {
 			return errStopped
 		}
@@ -707,6 +718,19 @@ func (r *translateRun) translateExample(ctx, hard context.Context, t teacher.Tea
 			return err
 		}
 	}
+}
+
+// giveUp journals that an example is given up without a request.
+func (r *translateRun) giveUp(ex *trExample, idx int, reason string) error {
+	e := translateEntry{Kind: kindFailed, Idx: idx, Time: time.Now().UTC(), Failed: reason}
+	if err := r.journal.Append(e); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.apply(e)
+	r.cfg.Logger.Warn("gave up on an example", "example", idx, "line", ex.line, "reason", reason)
+	return nil
 }
 
 // commit decides whether e finishes the example, journals it, then applies it.

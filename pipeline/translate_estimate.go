@@ -53,7 +53,7 @@ func EstimateTranslate(cfg TranslateConfig) (*TranslateEstimate, error) {
 	}
 	for i, line := range bytes.Split(data, []byte("\n")) {
 		var e translateEntry
-		if json.Unmarshal(line, &e) != nil || e.Kind != "response" {
+		if json.Unmarshal(line, &e) != nil || (e.Kind != kindResponse && e.Kind != kindFailed) {
 			continue // the header, or a torn tail
 		}
 		if e.Idx < 0 || e.Idx >= len(r.examples) {

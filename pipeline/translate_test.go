@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -477,5 +478,45 @@ func TestTranslateRawLastResort(t *testing.T) {
 	data, _ := os.ReadFile(filepath.Join(cfg.OutPath+".work", JournalFile))
 	if !strings.Contains(string(data), `"raw":true`) {
 		t.Error("no request was sent without placeholders")
+	}
+}
+
+// A run resumed with fewer --field-attempts than the one that started gives
+// up, without a request, on an example that has used them up, and says so
+// in the journal; a resumed run with --retry-failed tries it again.
+func TestTranslateResumeWithFewerAttempts(t *testing.T) {
+	var calls atomic.Int32
+	hard, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := openaitest.New(openaitest.Options{Respond: func(c openaitest.Call) openaitest.Reply {
+		if calls.Add(1) == 5 {
+			// The fifth request is abandoned: the run stops while the
+			// server is still writing it.
+			cancel()
+			time.Sleep(200 * time.Millisecond)
+		}
+		return openaitest.Reply{Text: "Sorry, no JSON today."}
+	}})
+	defer srv.Close()
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.json")
+	syntheticDataset(t, in, 1)
+	cfg := translateConfig(in, filepath.Join(dir, "out.json"))
+	cfg.Concurrency = 1
+	if _, err := RunTranslate(hard, hard, newTeacher(t, srv), cfg); !errors.Is(err, context.Canceled) {
+		t.Fatalf("first session: %v", err)
+	}
+	cfg.FieldAttempts = 1
+	rep, err := RunTranslate(context.Background(), context.Background(), newTeacher(t, srv), cfg)
+	if err != nil || rep.Failed != 1 || calls.Load() != 5 {
+		t.Fatalf("resumed with --field-attempts 1: %v, %d failed, %d calls", err, rep.Failed, calls.Load())
+	}
+	if rep.Requests != 4 || rep.Invalid[prompts.ReasonInvalidJSON] != 4 {
+		t.Errorf("report %+v", rep)
+	}
+	cfg.RetryFailed, cfg.FieldAttempts = true, 3
+	rep, err = RunTranslate(context.Background(), context.Background(), newTeacher(t, srv), cfg)
+	if err != nil || rep.Failed != 1 || calls.Load() <= 5 {
+		t.Fatalf("--retry-failed: %v, %d failed, %d calls", err, rep.Failed, calls.Load())
 	}
 }
