@@ -28,11 +28,11 @@ func dotQ6KAVX2(w []byte, x []byte, nb int) float32
 // dotQ6KRowsAVX2 sets dst[r] to the reference Q6_K×Q8_K dot product of weight row r (nb blocks each, consecutive in w) with x (AVX2, F16C).
 func dotQ6KRowsAVX2(w []byte, x []byte, nb int, dst []float32)
 
-// dotF32AVX2 returns the float64 sum of the float32 products of n elements, n a multiple of 16, and the sum of their magnitudes (AVX2, F16C).
-func dotF32AVX2(w []byte, x []byte, n int) (sum float64, abs float64)
+// dotF32AVX2 returns the float64 sum of the float32 products of n elements, n a multiple of 16, and the float32 sum of their magnitudes (AVX2, F16C).
+func dotF32AVX2(w []byte, x []byte, n int) (sum float64, abs float32)
 
-// dotF16AVX2 returns the float64 sum of the float32 products of n elements, n a multiple of 16, and the sum of their magnitudes (AVX2, F16C).
-func dotF16AVX2(w []byte, x []byte, n int) (sum float64, abs float64)
+// dotF16AVX2 returns the float64 sum of the float32 products of n elements, n a multiple of 16, and the float32 sum of their magnitudes (AVX2, F16C).
+func dotF16AVX2(w []byte, x []byte, n int) (sum float64, abs float32)
 
-// dotBF16AVX2 returns the float64 sum of the float32 products of n elements, n a multiple of 16, and the sum of their magnitudes (AVX2, F16C).
-func dotBF16AVX2(w []byte, x []byte, n int) (sum float64, abs float64)
+// dotBF16AVX2 returns the float64 sum of the float32 products of n elements, n a multiple of 16, and the float32 sum of their magnitudes (AVX2, F16C).
+func dotBF16AVX2(w []byte, x []byte, n int) (sum float64, abs float32)

@@ -1600,9 +1600,9 @@ dotQ6KRowsAVX2_end:
 	VZEROUPPER
 	RET
 
-// func dotF32AVX2(w []byte, x []byte, n int) (sum float64, abs float64)
-// Requires: AVX, AVX2, SSE2
-TEXT ·dotF32AVX2(SB), NOSPLIT, $0-72
+// func dotF32AVX2(w []byte, x []byte, n int) (sum float64, abs float32)
+// Requires: AVX, AVX2, SSE, SSE2
+TEXT ·dotF32AVX2(SB), NOSPLIT, $0-68
 	MOVQ     w_base+0(FP), AX
 	MOVQ     x_base+24(FP), CX
 	MOVQ     n+48(FP), DX
@@ -1610,70 +1610,60 @@ TEXT ·dotF32AVX2(SB), NOSPLIT, $0-72
 	VXORPD   Y1, Y1, Y1
 	VXORPD   Y2, Y2, Y2
 	VXORPD   Y3, Y3, Y3
-	VXORPD   Y4, Y4, Y4
-	VXORPD   Y5, Y5, Y5
-	VXORPD   Y6, Y6, Y6
-	VXORPD   Y7, Y7, Y7
-	VPCMPEQD Y8, Y8, Y8
-	VPSRLD   $0x01, Y8, Y8
+	VXORPS   Y4, Y4, Y4
+	VXORPS   Y5, Y5, Y5
+	VPCMPEQD Y6, Y6, Y6
+	VPSRLD   $0x01, Y6, Y6
 
 dotF32AVX2_loop:
 	TESTQ        DX, DX
 	JZ           dotF32AVX2_done
-	VMOVUPS      (AX), Y9
-	VMULPS       (CX), Y9, Y9
-	VEXTRACTF128 $0x01, Y9, X10
-	VCVTPS2PD    X9, Y11
-	VCVTPS2PD    X10, Y10
-	VADDPD       Y11, Y0, Y0
-	VADDPD       Y10, Y2, Y2
-	VANDPS       Y8, Y9, Y9
-	VEXTRACTF128 $0x01, Y9, X10
-	VCVTPS2PD    X9, Y9
-	VCVTPS2PD    X10, Y10
-	VADDPD       Y9, Y1, Y1
-	VADDPD       Y10, Y3, Y3
-	VMOVUPS      32(AX), Y9
-	VMULPS       32(CX), Y9, Y9
-	VEXTRACTF128 $0x01, Y9, X10
-	VCVTPS2PD    X9, Y11
-	VCVTPS2PD    X10, Y10
-	VADDPD       Y11, Y4, Y4
-	VADDPD       Y10, Y6, Y6
-	VANDPS       Y8, Y9, Y9
-	VEXTRACTF128 $0x01, Y9, X10
-	VCVTPS2PD    X9, Y9
-	VCVTPS2PD    X10, Y10
-	VADDPD       Y9, Y5, Y5
-	VADDPD       Y10, Y7, Y7
+	VMOVUPS      (AX), Y7
+	VMULPS       (CX), Y7, Y7
+	VEXTRACTF128 $0x01, Y7, X8
+	VCVTPS2PD    X7, Y9
+	VCVTPS2PD    X8, Y8
+	VADDPD       Y9, Y0, Y0
+	VADDPD       Y8, Y1, Y1
+	VANDPS       Y6, Y7, Y7
+	VADDPS       Y7, Y4, Y4
+	VMOVUPS      32(AX), Y7
+	VMULPS       32(CX), Y7, Y7
+	VEXTRACTF128 $0x01, Y7, X8
+	VCVTPS2PD    X7, Y9
+	VCVTPS2PD    X8, Y8
+	VADDPD       Y9, Y2, Y2
+	VADDPD       Y8, Y3, Y3
+	VANDPS       Y6, Y7, Y7
+	VADDPS       Y7, Y5, Y5
 	ADDQ         $0x40, AX
 	ADDQ         $0x40, CX
 	SUBQ         $0x10, DX
 	JMP          dotF32AVX2_loop
 
 dotF32AVX2_done:
+	VADDPD       Y1, Y0, Y0
+	VADDPD       Y3, Y2, Y2
 	VADDPD       Y2, Y0, Y0
-	VADDPD       Y6, Y4, Y4
-	VADDPD       Y4, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPD       X2, X0, X0
-	VUNPCKHPD    X0, X0, X2
-	VADDSD       X2, X0, X0
-	VADDPD       Y3, Y1, Y1
-	VADDPD       Y7, Y5, Y5
-	VADDPD       Y5, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPD       X2, X1, X1
-	VUNPCKHPD    X1, X1, X2
-	VADDSD       X2, X1, X1
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPD       X1, X0, X0
+	VUNPCKHPD    X0, X0, X1
+	VADDSD       X1, X0, X0
+	VADDPS       Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X4, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
 	VZEROUPPER
 	MOVSD        X0, sum+56(FP)
-	MOVSD        X1, abs+64(FP)
+	MOVSS        X1, abs+64(FP)
 	RET
 
-// func dotF16AVX2(w []byte, x []byte, n int) (sum float64, abs float64)
-// Requires: AVX, AVX2, F16C, SSE2
-TEXT ·dotF16AVX2(SB), NOSPLIT, $0-72
+// func dotF16AVX2(w []byte, x []byte, n int) (sum float64, abs float32)
+// Requires: AVX, AVX2, F16C, SSE, SSE2
+TEXT ·dotF16AVX2(SB), NOSPLIT, $0-68
 	MOVQ     w_base+0(FP), AX
 	MOVQ     x_base+24(FP), CX
 	MOVQ     n+48(FP), DX
@@ -1681,72 +1671,62 @@ TEXT ·dotF16AVX2(SB), NOSPLIT, $0-72
 	VXORPD   Y1, Y1, Y1
 	VXORPD   Y2, Y2, Y2
 	VXORPD   Y3, Y3, Y3
-	VXORPD   Y4, Y4, Y4
-	VXORPD   Y5, Y5, Y5
-	VXORPD   Y6, Y6, Y6
-	VXORPD   Y7, Y7, Y7
-	VPCMPEQD Y8, Y8, Y8
-	VPSRLD   $0x01, Y8, Y8
+	VXORPS   Y4, Y4, Y4
+	VXORPS   Y5, Y5, Y5
+	VPCMPEQD Y6, Y6, Y6
+	VPSRLD   $0x01, Y6, Y6
 
 dotF16AVX2_loop:
 	TESTQ        DX, DX
 	JZ           dotF16AVX2_done
-	VCVTPH2PS    (AX), Y9
-	VCVTPH2PS    (CX), Y10
-	VMULPS       Y10, Y9, Y9
-	VEXTRACTF128 $0x01, Y9, X10
-	VCVTPS2PD    X9, Y11
-	VCVTPS2PD    X10, Y10
-	VADDPD       Y11, Y0, Y0
-	VADDPD       Y10, Y2, Y2
-	VANDPS       Y8, Y9, Y9
-	VEXTRACTF128 $0x01, Y9, X10
-	VCVTPS2PD    X9, Y9
-	VCVTPS2PD    X10, Y10
-	VADDPD       Y9, Y1, Y1
-	VADDPD       Y10, Y3, Y3
-	VCVTPH2PS    16(AX), Y9
-	VCVTPH2PS    16(CX), Y10
-	VMULPS       Y10, Y9, Y9
-	VEXTRACTF128 $0x01, Y9, X10
-	VCVTPS2PD    X9, Y11
-	VCVTPS2PD    X10, Y10
-	VADDPD       Y11, Y4, Y4
-	VADDPD       Y10, Y6, Y6
-	VANDPS       Y8, Y9, Y9
-	VEXTRACTF128 $0x01, Y9, X10
-	VCVTPS2PD    X9, Y9
-	VCVTPS2PD    X10, Y10
-	VADDPD       Y9, Y5, Y5
-	VADDPD       Y10, Y7, Y7
+	VCVTPH2PS    (AX), Y7
+	VCVTPH2PS    (CX), Y8
+	VMULPS       Y8, Y7, Y7
+	VEXTRACTF128 $0x01, Y7, X8
+	VCVTPS2PD    X7, Y9
+	VCVTPS2PD    X8, Y8
+	VADDPD       Y9, Y0, Y0
+	VADDPD       Y8, Y1, Y1
+	VANDPS       Y6, Y7, Y7
+	VADDPS       Y7, Y4, Y4
+	VCVTPH2PS    16(AX), Y7
+	VCVTPH2PS    16(CX), Y8
+	VMULPS       Y8, Y7, Y7
+	VEXTRACTF128 $0x01, Y7, X8
+	VCVTPS2PD    X7, Y9
+	VCVTPS2PD    X8, Y8
+	VADDPD       Y9, Y2, Y2
+	VADDPD       Y8, Y3, Y3
+	VANDPS       Y6, Y7, Y7
+	VADDPS       Y7, Y5, Y5
 	ADDQ         $0x20, AX
 	ADDQ         $0x20, CX
 	SUBQ         $0x10, DX
 	JMP          dotF16AVX2_loop
 
 dotF16AVX2_done:
+	VADDPD       Y1, Y0, Y0
+	VADDPD       Y3, Y2, Y2
 	VADDPD       Y2, Y0, Y0
-	VADDPD       Y6, Y4, Y4
-	VADDPD       Y4, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPD       X2, X0, X0
-	VUNPCKHPD    X0, X0, X2
-	VADDSD       X2, X0, X0
-	VADDPD       Y3, Y1, Y1
-	VADDPD       Y7, Y5, Y5
-	VADDPD       Y5, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPD       X2, X1, X1
-	VUNPCKHPD    X1, X1, X2
-	VADDSD       X2, X1, X1
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPD       X1, X0, X0
+	VUNPCKHPD    X0, X0, X1
+	VADDSD       X1, X0, X0
+	VADDPS       Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X4, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
 	VZEROUPPER
 	MOVSD        X0, sum+56(FP)
-	MOVSD        X1, abs+64(FP)
+	MOVSS        X1, abs+64(FP)
 	RET
 
-// func dotBF16AVX2(w []byte, x []byte, n int) (sum float64, abs float64)
-// Requires: AVX, AVX2, SSE2
-TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-72
+// func dotBF16AVX2(w []byte, x []byte, n int) (sum float64, abs float32)
+// Requires: AVX, AVX2, SSE, SSE2
+TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-68
 	MOVQ     w_base+0(FP), AX
 	MOVQ     x_base+24(FP), CX
 	MOVQ     n+48(FP), DX
@@ -1754,69 +1734,59 @@ TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-72
 	VXORPD   Y1, Y1, Y1
 	VXORPD   Y2, Y2, Y2
 	VXORPD   Y3, Y3, Y3
-	VXORPD   Y4, Y4, Y4
-	VXORPD   Y5, Y5, Y5
-	VXORPD   Y6, Y6, Y6
-	VXORPD   Y7, Y7, Y7
-	VPCMPEQD Y8, Y8, Y8
-	VPSRLD   $0x01, Y8, Y8
+	VXORPS   Y4, Y4, Y4
+	VXORPS   Y5, Y5, Y5
+	VPCMPEQD Y6, Y6, Y6
+	VPSRLD   $0x01, Y6, Y6
 
 dotBF16AVX2_loop:
 	TESTQ        DX, DX
 	JZ           dotBF16AVX2_done
-	VPMOVZXWD    (AX), Y9
-	VPSLLD       $0x10, Y9, Y9
-	VPMOVZXWD    (CX), Y10
-	VPSLLD       $0x10, Y10, Y10
-	VMULPS       Y10, Y9, Y9
-	VEXTRACTF128 $0x01, Y9, X10
-	VCVTPS2PD    X9, Y11
-	VCVTPS2PD    X10, Y10
-	VADDPD       Y11, Y0, Y0
-	VADDPD       Y10, Y2, Y2
-	VANDPS       Y8, Y9, Y9
-	VEXTRACTF128 $0x01, Y9, X10
-	VCVTPS2PD    X9, Y9
-	VCVTPS2PD    X10, Y10
-	VADDPD       Y9, Y1, Y1
-	VADDPD       Y10, Y3, Y3
-	VPMOVZXWD    16(AX), Y9
-	VPSLLD       $0x10, Y9, Y9
-	VPMOVZXWD    16(CX), Y10
-	VPSLLD       $0x10, Y10, Y10
-	VMULPS       Y10, Y9, Y9
-	VEXTRACTF128 $0x01, Y9, X10
-	VCVTPS2PD    X9, Y11
-	VCVTPS2PD    X10, Y10
-	VADDPD       Y11, Y4, Y4
-	VADDPD       Y10, Y6, Y6
-	VANDPS       Y8, Y9, Y9
-	VEXTRACTF128 $0x01, Y9, X10
-	VCVTPS2PD    X9, Y9
-	VCVTPS2PD    X10, Y10
-	VADDPD       Y9, Y5, Y5
-	VADDPD       Y10, Y7, Y7
+	VPMOVZXWD    (AX), Y7
+	VPSLLD       $0x10, Y7, Y7
+	VPMOVZXWD    (CX), Y8
+	VPSLLD       $0x10, Y8, Y8
+	VMULPS       Y8, Y7, Y7
+	VEXTRACTF128 $0x01, Y7, X8
+	VCVTPS2PD    X7, Y9
+	VCVTPS2PD    X8, Y8
+	VADDPD       Y9, Y0, Y0
+	VADDPD       Y8, Y1, Y1
+	VANDPS       Y6, Y7, Y7
+	VADDPS       Y7, Y4, Y4
+	VPMOVZXWD    16(AX), Y7
+	VPSLLD       $0x10, Y7, Y7
+	VPMOVZXWD    16(CX), Y8
+	VPSLLD       $0x10, Y8, Y8
+	VMULPS       Y8, Y7, Y7
+	VEXTRACTF128 $0x01, Y7, X8
+	VCVTPS2PD    X7, Y9
+	VCVTPS2PD    X8, Y8
+	VADDPD       Y9, Y2, Y2
+	VADDPD       Y8, Y3, Y3
+	VANDPS       Y6, Y7, Y7
+	VADDPS       Y7, Y5, Y5
 	ADDQ         $0x20, AX
 	ADDQ         $0x20, CX
 	SUBQ         $0x10, DX
 	JMP          dotBF16AVX2_loop
 
 dotBF16AVX2_done:
+	VADDPD       Y1, Y0, Y0
+	VADDPD       Y3, Y2, Y2
 	VADDPD       Y2, Y0, Y0
-	VADDPD       Y6, Y4, Y4
-	VADDPD       Y4, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPD       X2, X0, X0
-	VUNPCKHPD    X0, X0, X2
-	VADDSD       X2, X0, X0
-	VADDPD       Y3, Y1, Y1
-	VADDPD       Y7, Y5, Y5
-	VADDPD       Y5, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPD       X2, X1, X1
-	VUNPCKHPD    X1, X1, X2
-	VADDSD       X2, X1, X1
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPD       X1, X0, X0
+	VUNPCKHPD    X0, X0, X1
+	VADDSD       X1, X0, X0
+	VADDPS       Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X4, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
 	VZEROUPPER
 	MOVSD        X0, sum+56(FP)
-	MOVSD        X1, abs+64(FP)
+	MOVSS        X1, abs+64(FP)
 	RET

@@ -118,3 +118,16 @@ func roundsAlikeRow(typ Type, n int, w, x []byte) bool {
 	_, ok := roundsAlike(sum, abs, n)
 	return ok
 }
+
+// Rows longer than maxFloatKernelN go to the reference directly.
+func TestFloatKernelsLongRows(t *testing.T) {
+	for _, s := range usableKernelSets(t) {
+		n := maxFloatKernelN + 16
+		w, x := make([]byte, 4*n), make([]byte, 4*n)
+		for i := 0; i < n; i++ {
+			put(F32, w, i, float32(i%5)-2)
+			put(F32, x, i, float32(i%3)+0.25)
+		}
+		checkKernel(t, s.name, F32, n, w, x, "long")
+	}
+}

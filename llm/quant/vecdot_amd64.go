@@ -72,9 +72,12 @@ func vecDotQ6KAVX2(n int, w, x []byte) float32  { return dotQ6KAVX2(w, x, n/QKK)
 
 func vecDotF32AVX2(n int, w, x []byte) float32 {
 	m := n &^ 15
+	if n > maxFloatKernelN {
+		return vecDotF32(n, w, x)
+	}
 	var sum, abs float64
 	if m > 0 {
-		sum, abs = dotF32AVX2(w, x, m)
+		sum, abs = widenAbs(dotF32AVX2(w, x, m))
 	}
 	for i := m; i < n; i++ {
 		p := float64(f32At(w, i) * f32At(x, i))
@@ -89,9 +92,12 @@ func vecDotF32AVX2(n int, w, x []byte) float32 {
 
 func vecDotF16AVX2(n int, w, x []byte) float32 {
 	m := n &^ 15
+	if n > maxFloatKernelN {
+		return vecDotF16(n, w, x)
+	}
 	var sum, abs float64
 	if m > 0 {
-		sum, abs = dotF16AVX2(w, x, m)
+		sum, abs = widenAbs(dotF16AVX2(w, x, m))
 	}
 	for i := m; i < n; i++ {
 		p := float64(f16At(w, 2*i) * f16At(x, 2*i))
@@ -106,9 +112,12 @@ func vecDotF16AVX2(n int, w, x []byte) float32 {
 
 func vecDotBF16AVX2(n int, w, x []byte) float32 {
 	m := n &^ 15
+	if n > maxFloatKernelN {
+		return vecDotBF16(n, w, x)
+	}
 	var sum, abs float64
 	if m > 0 {
-		sum, abs = dotBF16AVX2(w, x, m)
+		sum, abs = widenAbs(dotBF16AVX2(w, x, m))
 	}
 	for i := m; i < n; i++ {
 		a := BF16ToFP32(binary.LittleEndian.Uint16(w[2*i:]))
@@ -123,8 +132,20 @@ func vecDotBF16AVX2(n int, w, x []byte) float32 {
 	return vecDotBF16(n, w, x)
 }
 
+// maxFloatKernelN bounds the rows the float kernels take, so that their
+// float32 sum of m ≤ maxFloatKernelN magnitudes, which errs by at most
+// γ(m) = m·2^-24/(1-m·2^-24) relative, times 1+m·2^-22 (at most 1.25)
+// bounds the exact sum from above.
+const maxFloatKernelN = 1 << 20
+
+// widenAbs turns a float kernel's results into its float64 sum and an upper
+// bound of the exact sum of magnitudes.
+func widenAbs(sum float64, abs32 float32) (float64, float64) {
+	return sum, float64(abs32) * (1 + maxFloatKernelN*0x1p-22)
+}
+
 // roundsAlike returns float32(s) for s, a float64 sum of n terms whose
-// magnitudes sum to abs, when every summation order of those terms rounds to
+// magnitudes sum to at most abs, when every summation order of them rounds to
 // that same float32, and false when it cannot tell. Any order of summing n
 // float64 terms is within γ(n-1)·Σ|p| of the exact sum, γ(k) = k·u/(1-k·u),
 // u = 2^-53 (Higham, Accuracy and Stability of Numerical Algorithms, §4.2),
