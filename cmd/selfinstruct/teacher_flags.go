@@ -54,7 +54,7 @@ type teacherFlags struct {
 
 func (tf *teacherFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&tf.kind, "teacher", "auto", "teacher backend: openai (any OpenAI-compatible API), local (a GGUF model run in-process), or auto: openai when "+teacher.EnvAPIKey+" or a base URL is set, else local")
+	f.StringVar(&tf.kind, "teacher", "auto", "teacher backend: openai (any OpenAI-compatible API), local (a GGUF model run in-process on the CPU; --max-tokens then defaults to "+fmt.Sprint(defaultLocalMaxTokens)+"), or auto: local for a GGUF --model, openai when "+teacher.EnvAPIKey+" or a base URL is set, else local")
 	f.StringVar(&tf.model, "model", "", "teacher model: an API model name for openai (default "+defaultOpenAIModel+"); a GGUF file or "+hub.Scheme+"OWNER/REPO[@REVISION]/FILE.gguf for local (default "+defaultLocalModel+")")
 	f.StringVar(&tf.baseURL, "base-url", "", "OpenAI-compatible API base URL (default $OPENAI_BASE_URL, else "+teacher.DefaultBaseURL+")")
 	f.IntVar(&tf.concurrency, "concurrency", 4, "requests in flight at once")

@@ -152,7 +152,7 @@ func Pull(ctx context.Context, ref Ref, opts Options) (Result, error) {
 			}
 			return Result{}, err
 		}
-		opts.Logger.Warn("download interrupted, resuming", "model", ref.String(), "attempt", attempt, "err", re.err, "retry_in", wait)
+		opts.Logger.Warn("download attempt failed, retrying (resuming any partial file)", "model", ref.String(), "attempt", attempt, "err", re.err, "retry_in", wait)
 		select {
 		case <-ctx.Done():
 			return Result{}, fmt.Errorf("%s: download interrupted (the partial file is kept to resume): %w", ref, ctx.Err())
