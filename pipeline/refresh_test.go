@@ -229,3 +229,52 @@ func TestRefreshFixedSeedAsksNewQuestions(t *testing.T) {
 		}
 	}
 }
+
+// Refreshing the 2,000-example cleaned Alpaca sample: the existing records
+// come through unchanged, and no new instruction is too similar to any of
+// them.
+func TestRefreshAlpacaSample(t *testing.T) {
+	sample := filepath.Join("..", "..", "shared", "reference", "alpaca_data_sample_2k.json")
+	raw, err := os.ReadFile(sample)
+	if err != nil {
+		t.Skipf("reference data absent (%v): the refresh-the-sample check needs /work/shared", err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, DataFile), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := openaitest.New(openaitest.Options{Respond: openaitest.AlpacaResponder(realExamples(t), 21)})
+	defer srv.Close()
+	res, err := RunRefresh(context.Background(), context.Background(), newTeacher(t, srv), refreshConfig(t, dir, 30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after []map[string]any
+	json.Unmarshal(raw, &before)
+	data, _ := os.ReadFile(filepath.Join(dir, DataFile))
+	if err := json.Unmarshal(data, &after); err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != 2030 || res.Entry.Before != 2000 {
+		t.Fatalf("%d examples, entry %+v", len(after), res.Entry)
+	}
+	for i := range before {
+		if fmt.Sprint(before[i]) != fmt.Sprint(after[i]) {
+			t.Fatalf("existing record %d changed", i)
+		}
+	}
+	for _, n := range after[2000:] {
+		inst := n["instruction"].(string)
+		for _, o := range before {
+			if s := filters.RougeL(inst, o["instruction"].(string)); s > 0.7 {
+				t.Fatalf("new %q scores %.3f against existing %q", inst, s, o["instruction"])
+			}
+		}
+	}
+	// The sample is Python's json.dump(indent=4): the old records keep
+	// their bytes, the new ones follow.
+	if !strings.HasPrefix(string(data), strings.TrimSuffix(string(raw), "\n]")+",\n    {") {
+		t.Error("the existing records were rewritten")
+	}
+	t.Logf("rejected %v", res.Entry.Rejected)
+}
