@@ -188,6 +188,7 @@ type download struct {
 	opts              Options
 	linkedSHA, hubTag string
 	linkedSize        int64
+	redirected        bool
 }
 
 // captureRedirects records the hub's own headers: for an LFS file the hub
@@ -200,6 +201,7 @@ func (d *download) client() *http.Client {
 	}
 	next := c.CheckRedirect
 	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		d.redirected = true
 		if r := req.Response; r != nil {
 			d.noteHeaders(r.Header, len(via) == 1)
 		}
@@ -242,7 +244,7 @@ func (d *download) expectedSHA() string {
 }
 
 func (d *download) attempt(ctx context.Context) (Result, error) {
-	d.linkedSHA, d.hubTag, d.linkedSize = "", "", 0
+	d.linkedSHA, d.hubTag, d.linkedSize, d.redirected = "", "", 0, false
 	have := int64(0)
 	if st, err := os.Stat(d.part); err == nil {
 		have = st.Size()
@@ -273,11 +275,7 @@ func (d *download) attempt(ctx context.Context) (Result, error) {
 		return Result{}, &retryable{err}
 	}
 	defer resp.Body.Close()
-	if resp.Request == nil || resp.Request.URL.String() == d.url {
-		d.noteHeaders(resp.Header, true)
-	} else {
-		d.noteHeaders(resp.Header, false)
-	}
+	d.noteHeaders(resp.Header, !d.redirected)
 
 	var start, total int64 = 0, -1
 	switch resp.StatusCode {

@@ -101,6 +101,8 @@ type hubServer struct {
 	linkedSize  int64  // overrides the announced size
 	noLinked    bool   // no X-Linked-* headers, ETag is a git sha1
 	noRedirect  bool   // the hub serves the bytes itself
+	onlyETag    bool   // the hub sends its sha256 as ETag only, no X-Linked-*
+	cdnETag     string // the CDN's own ETag
 	ignoreRange bool
 	cutAfter    int   // first CDN response drops the connection after this many bytes
 	failFirst   int32 // this many CDN requests get a 503
@@ -136,9 +138,12 @@ func (h *hubServer) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Entry not found", http.StatusNotFound)
 		return
 	}
-	if h.noLinked {
+	switch {
+	case h.noLinked:
 		w.Header().Set("ETag", `"0123456789012345678901234567890123456789"`)
-	} else {
+	case h.onlyETag:
+		w.Header().Set("ETag", `"`+h.sha+`"`)
+	default:
 		sha, size := h.sha, int64(len(h.content))
 		if h.linkedSHA != "" {
 			sha = h.linkedSHA
@@ -173,6 +178,9 @@ func (h *hubServer) serveBytes(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.ignoreRange {
 		r.Header.Del("Range")
+	}
+	if h.cdnETag != "" {
+		w.Header().Set("ETag", `"`+h.cdnETag+`"`)
 	}
 	if cut {
 		// Announce the whole body, send part of it, then drop the
@@ -462,6 +470,21 @@ func TestPullWithoutAnnouncedDigest(t *testing.T) {
 	h2.linkedSHA = strings.Repeat("cd", 32)
 	if _, err := Pull(context.Background(), testRef, testOptions(t, h2)); !errors.Is(err, ErrIntegrity) {
 		t.Errorf("mismatching digest without redirect: %v", err)
+	}
+}
+
+// TestPullHubETagNotCDN: behind a redirect, the hub's ETag is the digest;
+// the CDN's ETag, even one shaped like a sha256, is not.
+func TestPullHubETagNotCDN(t *testing.T) {
+	h := newHubServer(t, 7_000)
+	h.onlyETag, h.cdnETag = true, strings.Repeat("ef", 32)
+	res, err := Pull(context.Background(), testRef, testOptions(t, h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInPlace(t, h, res)
+	if !res.Verified {
+		t.Error("not verified against the hub's ETag")
 	}
 }
 
