@@ -26,6 +26,10 @@ type kernelSet struct {
 // AVX2 CPU has it, but it is checked rather than assumed.
 var hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasF16C
 
+// kernelSets lists the sets narrowest first; init installs every usable one
+// in order, so the widest wins. There is only AVX2 so far: AVX-512 and VNNI
+// variants need a CPU to test them on, and a set appended here is covered by
+// the kernels_*_test.go tests and the benchmarks automatically.
 var kernelSets = []kernelSet{
 	{name: "avx2", usable: hasAVX2, kernels: [numTypes]VecDotFunc{
 		F32:  vecDotF32AVX2,
