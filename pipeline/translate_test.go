@@ -27,9 +27,9 @@ func translateConfig(in, out string) TranslateConfig {
 	}
 }
 
-// expectedTranslation is what a fault-free TranslateResponder gives for a
+// trExpectedTranslation is what a fault-free TranslateResponder gives for a
 // source text: the masked text translated, the spans put back.
-func expectedTranslation(t *testing.T, p *prompts.Protector, src string) string {
+func trExpectedTranslation(t *testing.T, p *prompts.Protector, src string) string {
 	t.Helper()
 	masked, spans := p.Mask(src, 0)
 	if !prompts.NeedsTranslation(masked) {
@@ -42,7 +42,7 @@ func expectedTranslation(t *testing.T, p *prompts.Protector, src string) string 
 	return out
 }
 
-func readExamples(t *testing.T, path string) []map[string]string {
+func trReadExamples(t *testing.T, path string) []map[string]string {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -78,8 +78,8 @@ func TestTranslateAlpacaSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := readExamples(t, in)
-	got := readExamples(t, out)
+	src := trReadExamples(t, in)
+	got := trReadExamples(t, out)
 	if len(got) != len(src) || rep.Written != len(src) || rep.Status != "complete" {
 		t.Fatalf("%d examples written of %d, status %s", len(got), len(src), rep.Status)
 	}
@@ -92,7 +92,7 @@ func TestTranslateAlpacaSample(t *testing.T) {
 	for i := range src {
 		for _, field := range prompts.TranslateFields {
 			s, g := src[i][field], got[i][field]
-			want := expectedTranslation(t, p, s)
+			want := trExpectedTranslation(t, p, s)
 			if failed[i] {
 				want = s
 			}
@@ -131,7 +131,7 @@ func TestTranslateAlpacaSample(t *testing.T) {
 	}
 }
 
-func writeJSON(t *testing.T, path string, v any) {
+func trWriteJSON(t *testing.T, path string, v any) {
 	t.Helper()
 	data, err := json.MarshalIndent(v, "", "    ")
 	if err != nil {
@@ -142,11 +142,11 @@ func writeJSON(t *testing.T, path string, v any) {
 	}
 }
 
-var zidRE = regexp.MustCompile(`zid(\d+)`)
+var trZidRE = regexp.MustCompile(`zid(\d+)`)
 
-// syntheticDataset writes n examples that each name their index (zidN) in
+// trSyntheticDataset writes n examples that each name their index (zidN) in
 // every field, with the kinds of spans translate protects.
-func syntheticDataset(t *testing.T, path string, n int) []map[string]any {
+func trSyntheticDataset(t *testing.T, path string, n int) []map[string]any {
 	var recs []map[string]any
 	for i := range n {
 		r := map[string]any{
@@ -164,12 +164,12 @@ func syntheticDataset(t *testing.T, path string, n int) []map[string]any {
 		}
 		recs = append(recs, r)
 	}
-	writeJSON(t, path, recs)
+	trWriteJSON(t, path, recs)
 	return recs
 }
 
-func callIndex(t *testing.T, c openaitest.Call) int {
-	m := zidRE.FindStringSubmatch(c.Prompt)
+func trCallIndex(t *testing.T, c openaitest.Call) int {
+	m := trZidRE.FindStringSubmatch(c.Prompt)
 	if m == nil {
 		t.Fatalf("a request without an example id: %q", c.Prompt)
 	}
@@ -188,13 +188,13 @@ func TestTranslateResumePaysOnce(t *testing.T) {
 	defer srv.Close()
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "in.json"), filepath.Join(dir, "out.json")
-	recs := syntheticDataset(t, in, 120)
+	recs := trSyntheticDataset(t, in, 120)
 	cfg := translateConfig(in, out)
 	cfg.Concurrency = 4
 
 	// First session: stop hard once 30 examples are journaled.
 	hard, cancel := context.WithCancel(context.Background())
-	cfg.Progress = progressFunc(func(s Snapshot) {
+	cfg.Progress = trProgressFunc(func(s Snapshot) {
 		if s.Kept >= 30 {
 			cancel()
 		}
@@ -207,7 +207,7 @@ func TestTranslateResumePaysOnce(t *testing.T) {
 		t.Fatalf("an interrupted run wrote a partial dataset: %v", err)
 	}
 	time.Sleep(100 * time.Millisecond) // the server records a call just after answering it
-	done := journaledDone(t, cfg.OutPath+".work")
+	done := trJournaledDone(t, cfg.OutPath+".work")
 	before, _ := srv.Calls()
 	t.Logf("first session: %d examples journaled, %d calls", len(done), len(before))
 
@@ -218,11 +218,11 @@ func TestTranslateResumePaysOnce(t *testing.T) {
 	}
 	after, _ := srv.Calls()
 	for _, c := range after[len(before):] {
-		if i := callIndex(t, c); done[i] {
+		if i := trCallIndex(t, c); done[i] {
 			t.Fatalf("example %d was translated before the stop and was paid for again", i)
 		}
 	}
-	got := readExamples(t, out)
+	got := trReadExamples(t, out)
 	p, _ := prompts.NewProtector(nil)
 	failed := map[int]bool{}
 	for _, f := range rep.Failures {
@@ -230,7 +230,7 @@ func TestTranslateResumePaysOnce(t *testing.T) {
 	}
 	for i, r := range recs {
 		for _, f := range prompts.TranslateFields {
-			want := expectedTranslation(t, p, r[f].(string))
+			want := trExpectedTranslation(t, p, r[f].(string))
 			if failed[i] {
 				want = r[f].(string)
 			}
@@ -248,12 +248,12 @@ func TestTranslateResumePaysOnce(t *testing.T) {
 	}
 }
 
-type progressFunc func(Snapshot)
+type trProgressFunc func(Snapshot)
 
-func (f progressFunc) Update(s Snapshot) { f(s) }
-func (f progressFunc) Done()             {}
+func (f trProgressFunc) Update(s Snapshot) { f(s) }
+func (f trProgressFunc) Done()             {}
 
-func journaledDone(t *testing.T, workDir string) map[int]bool {
+func trJournaledDone(t *testing.T, workDir string) map[int]bool {
 	data, err := os.ReadFile(filepath.Join(workDir, JournalFile))
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +283,7 @@ func TestTranslateFallbackAndFailures(t *testing.T) {
 	defer srv.Close()
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.json")
-	syntheticDataset(t, in, 10)
+	trSyntheticDataset(t, in, 10)
 	cfg := translateConfig(in, filepath.Join(dir, "out.json"))
 	cfg.KeepSource = true
 	rep, err := RunTranslate(context.Background(), context.Background(), newTeacher(t, srv), cfg)
@@ -293,7 +293,7 @@ func TestTranslateFallbackAndFailures(t *testing.T) {
 	if rep.Fallbacks == 0 || rep.Invalid[prompts.ReasonAddedField] == 0 || rep.Failed != 0 || rep.Translated+rep.Unchanged != 10 {
 		t.Fatalf("fallbacks %d, invalid %v, failed %d, translated %d", rep.Fallbacks, rep.Invalid, rep.Failed, rep.Translated)
 	}
-	got := readExamples(t, cfg.OutPath)
+	got := trReadExamples(t, cfg.OutPath)
 	if got[0]["instruction_source"] == "" || got[0]["output_source"] == "" || got[0]["instruction"] == got[0]["instruction_source"] {
 		t.Errorf("--keep-source record %v", got[0])
 	}
@@ -419,7 +419,7 @@ func TestTranslateEmptyEchoAndLock(t *testing.T) {
 	defer srv.Close()
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.json")
-	syntheticDataset(t, in, 10)
+	trSyntheticDataset(t, in, 10)
 	cfg := translateConfig(in, filepath.Join(dir, "out.json"))
 	rep, err := RunTranslate(context.Background(), context.Background(), newTeacher(t, srv), cfg)
 	if err != nil {
@@ -457,7 +457,7 @@ func TestTranslateRawLastResort(t *testing.T) {
 	defer srv.Close()
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.json")
-	recs := syntheticDataset(t, in, 5)
+	recs := trSyntheticDataset(t, in, 5)
 	cfg := translateConfig(in, filepath.Join(dir, "out.json"))
 	rep, err := RunTranslate(context.Background(), context.Background(), newTeacher(t, srv), cfg)
 	if err != nil {
@@ -466,7 +466,7 @@ func TestTranslateRawLastResort(t *testing.T) {
 	if rep.Failed != 0 || rep.Translated != 5 {
 		t.Fatalf("report %+v", rep)
 	}
-	got := readExamples(t, cfg.OutPath)
+	got := trReadExamples(t, cfg.OutPath)
 	for i, r := range recs {
 		for _, f := range prompts.TranslateFields {
 			src := r[f].(string)
@@ -500,7 +500,7 @@ func TestTranslateResumeWithFewerAttempts(t *testing.T) {
 	defer srv.Close()
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.json")
-	syntheticDataset(t, in, 1)
+	trSyntheticDataset(t, in, 1)
 	cfg := translateConfig(in, filepath.Join(dir, "out.json"))
 	cfg.Concurrency = 1
 	if _, err := RunTranslate(hard, hard, newTeacher(t, srv), cfg); !errors.Is(err, context.Canceled) {

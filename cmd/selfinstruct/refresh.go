@@ -81,7 +81,7 @@ func runRefresh(cmd *cobra.Command, rf *refreshFlags) error {
 	if rf.add == 0 {
 		return withCode(exitNothingToDo, fmt.Errorf("--add 0: %w", pipeline.ErrNothingToDo))
 	}
-	ac, err := rf.gen.alpacaConfig(cmd)
+	ac, err := refreshAlpacaConfig(cmd, &rf.gen)
 	if err != nil {
 		return err
 	}
@@ -148,9 +148,9 @@ func countsText(m map[string]int) string {
 	return strings.Join(parts, " ")
 }
 
-// alpacaConfig turns generate's flags into the Alpaca recipe's settings,
+// refreshAlpacaConfig turns generate's flags into the Alpaca recipe's settings,
 // as runGenerate does, for commands that run the same loop elsewhere.
-func (g *generateFlags) alpacaConfig(cmd *cobra.Command) (pipeline.AlpacaConfig, error) {
+func refreshAlpacaConfig(cmd *cobra.Command, g *generateFlags) (pipeline.AlpacaConfig, error) {
 	if g.recipe != "alpaca" {
 		return pipeline.AlpacaConfig{}, withCode(exitBadInput, fmt.Errorf("--recipe %q: want alpaca", g.recipe))
 	}

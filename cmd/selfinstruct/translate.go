@@ -116,7 +116,7 @@ func runTranslate(cmd *cobra.Command, tf *translateFlags) error {
 	}
 	out := cmd.OutOrStdout()
 	if tf.dryRun {
-		prices, err := tf.teacher.priceTable(cmd)
+		prices, err := translatePriceTable(cmd, &tf.teacher)
 		if err != nil {
 			return err
 		}
@@ -195,9 +195,9 @@ func mapTranslateError(err error) error {
 	return mapRunError(err)
 }
 
-// priceTable is the price table build uses, for commands that price work
+// translatePriceTable is the price table build uses, for commands that price work
 // without calling the teacher (--dry-run needs no API key).
-func (tf *teacherFlags) priceTable(cmd *cobra.Command) (teacher.Prices, error) {
+func translatePriceTable(cmd *cobra.Command, tf *teacherFlags) (teacher.Prices, error) {
 	prices := teacher.DefaultPrices()
 	if tf.pricesFile != "" {
 		p, err := teacher.LoadPrices(tf.pricesFile)

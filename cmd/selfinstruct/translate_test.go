@@ -47,7 +47,7 @@ func writeTranslateInput(t *testing.T, path string, n int) []map[string]string {
 	return recs
 }
 
-var zidRE = regexp.MustCompile(`zid(\d+)`)
+var trZidRE = regexp.MustCompile(`zid(\d+)`)
 
 func doneInTranslateJournal(t *testing.T, workDir string) map[int]bool {
 	data, err := os.ReadFile(filepath.Join(workDir, pipeline.JournalFile))
@@ -106,7 +106,7 @@ func TestTranslateSurvivesSIGKILL(t *testing.T) {
 			// After this kill, no call may be for an example already journaled.
 			after, _ := srv.Calls()
 			for _, c := range after[len(calls):] {
-				m := zidRE.FindStringSubmatch(c.Prompt)
+				m := trZidRE.FindStringSubmatch(c.Prompt)
 				if m == nil {
 					t.Errorf("a request without an example id: %q", c.Prompt)
 					continue
