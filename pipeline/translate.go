@@ -43,7 +43,7 @@ type TranslateConfig struct {
 	// ExampleAttempts is how many whole-example requests an example gets
 	// before it falls back to one request per field (default 2).
 	ExampleAttempts int
-	// FieldAttempts is how many requests each field gets in the fallback (default 3).
+	// FieldAttempts is how many requests each field gets in the fallback (default 4).
 	FieldAttempts int
 	// MaxFailures stops the run after this many examples in a row were given up (default 10).
 	MaxFailures int
@@ -93,7 +93,7 @@ func (c *TranslateConfig) defaults() error {
 		c.ExampleAttempts = 2
 	}
 	if c.FieldAttempts <= 0 {
-		c.FieldAttempts = 3
+		c.FieldAttempts = 4
 	}
 	if c.MaxFailures <= 0 {
 		c.MaxFailures = 10

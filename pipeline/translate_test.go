@@ -311,7 +311,7 @@ func TestTranslateFallbackAndFailures(t *testing.T) {
 	if !errors.Is(err, ErrBarren) || rep.Status != "unproductive" {
 		t.Fatalf("all answers damaged: %v, status %s", err, rep.Status)
 	}
-	if len(rep.Failures) != 3 || !strings.Contains(rep.Failures[0].Reason, "field instruction failed 4 times") {
+	if len(rep.Failures) != 3 || !strings.Contains(rep.Failures[0].Reason, "field instruction failed 5 times") {
 		t.Fatalf("failures %+v", rep.Failures)
 	}
 }

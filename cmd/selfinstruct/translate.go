@@ -71,7 +71,7 @@ Exit codes: 0 done (failed examples are listed in the report), 2 bad input,
 	f.Float64Var(&tf.temperature, "temperature", 0, "sampling temperature")
 	f.IntVar(&tf.maxTokens, "max-tokens", 0, "maximum tokens per answer (0: three times the request's size, plus 256)")
 	f.IntVar(&tf.exampleAttempts, "example-attempts", 2, "whole-example requests before falling back to one request per field")
-	f.IntVar(&tf.fieldAttempts, "field-attempts", 3, "requests per field in the fallback before the example is given up")
+	f.IntVar(&tf.fieldAttempts, "field-attempts", 4, "requests per field in the fallback before the example is given up")
 	f.IntVar(&tf.maxFailures, "max-failures", 10, "stop after this many examples in a row are given up")
 	tf.teacher.register(cmd)
 	rootCmd.AddCommand(cmd)
