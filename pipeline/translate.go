@@ -343,6 +343,10 @@ func (r *translateRun) load() error {
 		}
 		for f, name := range prompts.TranslateFields {
 			k := slices.IndexFunc(ex.fields, func(o objField) bool { return o.Key == name })
+			if k >= 0 && slices.IndexFunc(ex.fields[k+1:], func(o objField) bool { return o.Key == name }) >= 0 {
+				// JSON readers disagree on which one counts.
+				return fmt.Errorf("%s:%d: item %d: field %q appears twice", cfg.InPath, it.Line, it.Index, name)
+			}
 			if k < 0 {
 				if name == "input" {
 					continue // Alpaca writes "" for no input; some datasets leave it out

@@ -329,6 +329,7 @@ func TestTranslateBadInputs(t *testing.T) {
 		"nooutput.json": {"[\n  {\"instruction\": \"a\", \"input\": \"\"},\n  {\"instruction\": \"b\"}\n]", "nooutput.json:2: item 0: no field \"output\""},
 		"number.jsonl":  {"{\"instruction\": \"a\", \"output\": \"b\"}\n{\"instruction\": 5, \"output\": \"b\"}\n", "number.jsonl:2: item 1: field \"instruction\" is a number"},
 		"strings.json":  {`["a", "b"]`, "list of strings"},
+		"dup.json":      {"[\n{\"instruction\": \"a\", \"output\": \"b\", \"output\": \"c\"}\n]", "dup.json:2: item 0: field \"output\" appears twice"},
 		"broken.json":   {"[\n{\"instruction\": \"a\",\n", "broken.json:"},
 	} {
 		cfg := translateConfig(write(name, c.content), filepath.Join(dir, name+".out"))
