@@ -45,6 +45,9 @@ type RefreshConfig struct {
 	// set by RunRefresh.
 	Alpaca AlpacaConfig
 	Now    func() time.Time // for tests; time.Now by default
+	// Lock, when set, is the lock on Dir the caller took already (the CLI
+	// takes it before loading a teacher, so a second refresh exits at once).
+	Lock *DirLock
 }
 
 // ChangelogEntry is one line of CHANGELOG.jsonl, appended after a publish.
@@ -112,11 +115,13 @@ func RunRefresh(ctx, hard context.Context, t teacher.Teacher, cfg RefreshConfig)
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, &InputError{fmt.Errorf("--dataset %s: %w", cfg.Dir, err)}
 	}
-	lock, err := LockDir(cfg.Dir)
-	if err != nil {
-		return nil, err
+	if cfg.Lock == nil {
+		lock, err := LockDir(cfg.Dir)
+		if err != nil {
+			return nil, err
+		}
+		defer lock.Unlock()
 	}
-	defer lock.Unlock()
 	logger := cfg.Alpaca.Logger
 	if logger == nil {
 		cfg.Alpaca.Logger = slog.Default()

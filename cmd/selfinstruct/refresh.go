@@ -88,6 +88,16 @@ func runRefresh(cmd *cobra.Command, rf *refreshFlags) error {
 	if fi, err := os.Stat(rf.dataset); err == nil && !fi.IsDir() {
 		return withCode(exitBadInput, fmt.Errorf("--dataset %s is a file; give the directory that holds %s", rf.dataset, pipeline.DataFile))
 	}
+	// The lock comes first: a second refresh must exit at once, before it
+	// loads a teacher (a local model can take a while).
+	if err := os.MkdirAll(rf.dataset, 0o755); err != nil {
+		return withCode(exitBadInput, fmt.Errorf("--dataset: %w", err))
+	}
+	lock, err := pipeline.LockDir(rf.dataset)
+	if err != nil {
+		return mapRefreshError(err)
+	}
+	defer lock.Unlock()
 	spent, err := pipeline.SpentSoFar(filepath.Join(rf.dataset, pipeline.RefreshWorkDir))
 	if err != nil {
 		return withCode(exitBadInput, err)
@@ -103,7 +113,7 @@ func runRefresh(cmd *cobra.Command, rf *refreshFlags) error {
 	soft, hard, cleanup := gracefulContexts(cmd.Context())
 	defer cleanup()
 	res, err := pipeline.RunRefresh(soft, hard, t, pipeline.RefreshConfig{
-		Dir: rf.dataset, Add: rf.add, KeepVersions: rf.keepVersions, Alpaca: ac,
+		Dir: rf.dataset, Add: rf.add, KeepVersions: rf.keepVersions, Alpaca: ac, Lock: lock,
 	})
 	out := cmd.OutOrStdout()
 	switch {
@@ -120,6 +130,10 @@ func runRefresh(cmd *cobra.Command, rf *refreshFlags) error {
 		fmt.Fprintf(out, "%s: not published; %d/%d new examples so far (status %s, %d tokens, $%.4f%s); run again to continue\n",
 			filepath.Join(rf.dataset, pipeline.DataFile), g.Written, g.Target, g.Status, g.TotalTokens, g.CostUSD, costNote(g.CostKnown))
 	}
+	return mapRefreshError(err)
+}
+
+func mapRefreshError(err error) error {
 	var ie *pipeline.InputError
 	switch {
 	case errors.As(err, &ie):
