@@ -380,12 +380,18 @@ type matmulJob struct {
 	out    []float32
 }
 
+// matmulTile is how many weight rows one VecDotRows call covers: few
+// enough to stay in cache while every token of the batch passes over them,
+// many enough that the per-call checks stop mattering.
+const matmulTile = 16
+
 func (j *matmulJob) run(_, lo, hi int) {
 	w := j.w
-	for r := lo; r < hi; r++ {
-		row := w.Row(r)
+	for r0 := lo; r0 < hi; r0 += matmulTile {
+		r1 := min(r0+matmulTile, hi)
+		rows := w.Data[r0*w.RowBytes : r1*w.RowBytes]
 		for t := 0; t < j.n; t++ {
-			j.out[t*w.Rows+r] = quant.VecDot(w.Type, w.Cols, row, j.xq[t*j.stride:(t+1)*j.stride])
+			quant.VecDotRows(w.Type, w.Cols, rows, j.xq[t*j.stride:(t+1)*j.stride], j.out[t*w.Rows+r0:t*w.Rows+r1])
 		}
 	}
 }
