@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -156,12 +155,9 @@ func RunAlpaca(ctx, hard context.Context, t teacher.Teacher, cfg AlpacaConfig) (
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
-		return nil, fmt.Errorf("--out %s: %w", cfg.OutDir, err)
-	}
-	lock, err := LockDir(cfg.OutDir)
+	lock, err := LockRunDir(cfg.OutDir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--out: %w", err)
 	}
 	defer lock.Unlock()
 
@@ -180,14 +176,11 @@ func RunAlpaca(ctx, hard context.Context, t teacher.Teacher, cfg AlpacaConfig) (
 
 func (r *alpacaRun) open() error {
 	cfg := &r.cfg
-	j, lines, torn, err := OpenJournal(filepath.Join(cfg.OutDir, JournalFile))
+	j, lines, err := openRunJournal(cfg.OutDir, cfg.Logger)
 	if err != nil {
 		return fmt.Errorf("--out %s: %w", cfg.OutDir, err)
 	}
 	r.journal = j
-	if torn {
-		cfg.Logger.Warn("cut off the torn last line of the journal (a killed run was writing it)", "journal", j.Path())
-	}
 	r.novelty = filters.NewNovelty(filters.IndexOptions{Tokenizer: cfg.Tokenizer}, cfg.Threshold)
 	if cfg.WithSimilarity {
 		r.pool = filters.NewIndex(filters.IndexOptions{Tokenizer: cfg.Tokenizer})

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 )
 
@@ -76,6 +78,19 @@ func readAll(f *os.File) ([]byte, error) {
 	var buf bytes.Buffer
 	_, err := buf.ReadFrom(f)
 	return buf.Bytes(), err
+}
+
+// openRunJournal opens the journal in dir, saying in the log when it had
+// to cut the torn line a killed run left.
+func openRunJournal(dir string, logger *slog.Logger) (*Journal, []json.RawMessage, error) {
+	j, lines, torn, err := OpenJournal(filepath.Join(dir, JournalFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	if torn {
+		logger.Warn("cut off the torn last line of the journal (a killed run was writing it)", "journal", j.Path())
+	}
+	return j, lines, nil
 }
 
 // Append writes v as one line and makes it durable.

@@ -46,6 +46,15 @@ func LockDir(dir string) (*DirLock, error) {
 	return &DirLock{f: f}, nil
 }
 
+// LockRunDir creates dir if needed and takes its lock: every run that
+// journals into a directory starts here.
+func LockRunDir(dir string) (*DirLock, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	return LockDir(dir)
+}
+
 // Unlock releases the lock.
 func (l *DirLock) Unlock() error {
 	if l == nil || l.f == nil {

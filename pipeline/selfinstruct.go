@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -307,12 +306,9 @@ func RunSelfInstruct(ctx, hard context.Context, t teacher.Teacher, cfg SelfInstr
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
-		return nil, fmt.Errorf("--out %s: %w", cfg.OutDir, err)
-	}
-	lock, err := LockDir(cfg.OutDir)
+	lock, err := LockRunDir(cfg.OutDir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--out: %w", err)
 	}
 	defer lock.Unlock()
 
@@ -330,14 +326,11 @@ func RunSelfInstruct(ctx, hard context.Context, t teacher.Teacher, cfg SelfInstr
 
 func (r *siRun) open() error {
 	cfg := &r.cfg
-	j, lines, torn, err := OpenJournal(filepath.Join(cfg.OutDir, JournalFile))
+	j, lines, err := openRunJournal(cfg.OutDir, cfg.Logger)
 	if err != nil {
 		return fmt.Errorf("--out %s: %w", cfg.OutDir, err)
 	}
 	r.journal = j
-	if torn {
-		cfg.Logger.Warn("cut off the torn last line of the journal (a killed run was writing it)", "journal", j.Path())
-	}
 	r.novelty = filters.NewNovelty(filters.IndexOptions{Tokenizer: cfg.Tokenizer}, cfg.Threshold)
 	for _, s := range cfg.Seeds {
 		r.novelty.AddPool(s.Instruction)

@@ -292,12 +292,9 @@ func RunTranslate(ctx, hard context.Context, t teacher.Teacher, cfg TranslateCon
 	if err := r.load(); err != nil {
 		return nil, &InputError{err}
 	}
-	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
-		return nil, fmt.Errorf("work directory %s: %w", cfg.WorkDir, err)
-	}
-	lock, err := LockDir(cfg.WorkDir)
+	lock, err := LockRunDir(cfg.WorkDir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("work directory: %w", err)
 	}
 	defer lock.Unlock()
 	if err := r.openJournal(); err != nil {
@@ -404,14 +401,11 @@ func jsonKind(raw []byte) string {
 
 func (r *translateRun) openJournal() error {
 	cfg := &r.cfg
-	j, lines, torn, err := OpenJournal(filepath.Join(cfg.WorkDir, JournalFile))
+	j, lines, err := openRunJournal(cfg.WorkDir, cfg.Logger)
 	if err != nil {
 		return err
 	}
 	r.journal = j
-	if torn {
-		cfg.Logger.Warn("cut off the torn last line of the journal (a killed run was writing it)", "journal", j.Path())
-	}
 	if len(lines) == 0 {
 		return j.Append(r.header)
 	}
