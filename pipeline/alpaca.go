@@ -531,7 +531,7 @@ func (r *alpacaRun) process(res alpacaResult) error {
 	r.account(entry)
 	if r.barren >= cfg.MaxBarren {
 		return fmt.Errorf("%w: the last %d responses added no example (so far: %s)",
-			ErrBarren, r.barren, formatCounts(r.report.Rejected))
+			ErrBarren, r.barren, FormatCounts(r.report.Rejected))
 	}
 	return nil
 }
@@ -567,9 +567,11 @@ func (r *alpacaRun) decide(c prompts.Candidate) CandidateRecord {
 	return rec
 }
 
-func formatCounts(m map[string]int) string {
+// FormatCounts writes counts by reason as "a=1 b=2", sorted by reason, for
+// logs and messages.
+func FormatCounts(m map[string]int) string {
 	if len(m) == 0 {
-		return "nothing parsed"
+		return "none"
 	}
 	keys := make([]string, 0, len(m))
 	for k := range m {

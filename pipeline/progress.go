@@ -104,7 +104,7 @@ func (p *logProgress) Update(s Snapshot) {
 
 func (p *logProgress) log(now time.Time) {
 	s := p.latest
-	attrs := []any{"kept", s.Kept, "target", s.Target, "rejected", formatCounts(s.Rejected),
+	attrs := []any{"kept", s.Kept, "target", s.Target, "rejected", FormatCounts(s.Rejected),
 		"tokens", s.Usage.Total(), "cost_usd", fmt.Sprintf("%.4f", s.CostUSD)}
 	if s.Stage != "" {
 		attrs = append(attrs, "stage", s.Stage)

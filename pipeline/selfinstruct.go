@@ -887,7 +887,7 @@ func (r *siRun) processBootstrap(res siResult) error {
 	r.applyBootstrap(entry)
 	if r.barren >= cfg.MaxBarren {
 		return fmt.Errorf("%w: the last %d bootstrap responses added no task (so far: %s)",
-			ErrBarren, r.barren, formatCounts(r.report.Stages.Bootstrap.Rejected))
+			ErrBarren, r.barren, FormatCounts(r.report.Stages.Bootstrap.Rejected))
 	}
 	return nil
 }
@@ -967,7 +967,7 @@ func (r *siRun) processTask(res siResult) error {
 	r.applyInstances(entry)
 	if r.barrenTasks >= cfg.MaxBarren {
 		return fmt.Errorf("%w: the last %d tasks got no usable instance (so far: %s)",
-			ErrBarren, r.barrenTasks, formatCounts(r.report.Stages.Instances.TasksDropped))
+			ErrBarren, r.barrenTasks, FormatCounts(r.report.Stages.Instances.TasksDropped))
 	}
 	return nil
 }

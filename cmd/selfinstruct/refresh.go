@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -124,7 +122,7 @@ func runRefresh(cmd *cobra.Command, rf *refreshFlags) error {
 			prev = "; previous version " + filepath.Join(rf.dataset, e.Previous)
 		}
 		fmt.Fprintf(out, "%s: %d -> %d examples (+%d; rejected %s; %d tokens, $%.4f%s)%s\n",
-			res.Dataset, e.Before, e.After, e.Added, countsText(e.Rejected), e.TotalTokens, e.CostUSD, costNote(e.CostKnown), prev)
+			res.Dataset, e.Before, e.After, e.Added, pipeline.FormatCounts(e.Rejected), e.TotalTokens, e.CostUSD, costNote(e.CostKnown), prev)
 	case res != nil && res.Generate != nil:
 		g := res.Generate
 		fmt.Fprintf(out, "%s: not published; %d/%d new examples so far (status %s, %d tokens, $%.4f%s); run again to continue\n",
@@ -144,22 +142,6 @@ func mapRefreshError(err error) error {
 		return withCode(exitLocked, fmt.Errorf("another refresh is running, this one exits: %w", err))
 	}
 	return mapRunError(err)
-}
-
-func countsText(m map[string]int) string {
-	if len(m) == 0 {
-		return "none"
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
-	}
-	return strings.Join(parts, " ")
 }
 
 // refreshAlpacaConfig turns generate's flags into the Alpaca recipe's settings,
