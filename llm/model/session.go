@@ -261,8 +261,7 @@ func (s *Session) layer(il int, x []float32, a *LayerActivations, n int) {
 			vc[i] = quant.FP32ToFP16(a.V[t*kvDim+i])
 		}
 	}
-	s.attn.prepare(il, a, n)
-	s.pool.parallel(n*hp.Heads, 1, &s.attn)
+	s.attend(il, a, n)
 
 	s.in.set(a.Attn, n, qDim)
 	s.matmul(a.AttnOut[:n*E], L.Wo)
@@ -405,6 +404,7 @@ type attnJob struct {
 	layer  int
 	a      *LayerActivations
 	n      int
+	stride int // number of workers: worker c takes pairs c, c+stride, ...
 	scale  float32
 	scores [][]float32 // per worker [nCtx]
 	q16    [][]float32 // per worker [headDim]
@@ -415,7 +415,7 @@ func (j *attnJob) init(s *Session, workers int) {
 	j.s = s
 	hd := s.m.HP.HeadDim
 	j.scale = 1 / float32(math.Sqrt(float64(hd)))
-	for range workers {
+	for range max(workers, 1) {
 		j.scores = append(j.scores, make([]float32, s.nCtx))
 		j.q16 = append(j.q16, make([]float32, hd))
 		j.acc = append(j.acc, make([]float64, hd))
@@ -426,52 +426,106 @@ func (j *attnJob) prepare(layer int, a *LayerActivations, n int) {
 	j.layer, j.a, j.n = layer, a, n
 }
 
+// attend runs the job over all (token, head) pairs of the batch. A pair's
+// cost grows with its position, so contiguous ranges would give the last
+// worker the longest rows of a prompt; dealing the pairs out round-robin
+// keeps the workers' shares equal within one row.
+func (s *Session) attend(layer int, a *LayerActivations, n int) {
+	pairs := n * s.m.HP.Heads
+	s.attn.prepare(layer, a, n)
+	s.attn.stride = min(s.pool.n, pairs)
+	s.pool.parallel(s.attn.stride, 1, &s.attn)
+}
+
 func (j *attnJob) run(worker, lo, hi int) {
+	for c := lo; c < hi; c++ {
+		for idx := c; idx < j.n*j.s.m.HP.Heads; idx += j.stride {
+			j.pair(worker, idx)
+		}
+	}
+}
+
+// pair computes one (token, head) pair. The sums keep ggml's order (d
+// ascending within a dot product, positions ascending for each output
+// element); what changes is that four positions are in flight at once, so
+// the double additions form four independent chains instead of one
+// latency-bound chain, and each acc[d] is loaded and stored once per four
+// positions.
+func (j *attnJob) pair(worker, idx int) {
 	s, hp := j.s, j.s.m.HP
 	hd := hp.HeadDim
 	qDim, kvDim := hp.Heads*hd, hp.HeadsKV*hd
 	group := hp.Heads / hp.HeadsKV
 	kc, vc := s.k[j.layer], s.v[j.layer]
-	q16, acc := j.q16[worker], j.acc[worker]
-	for idx := lo; idx < hi; idx++ {
-		t, h := idx/hp.Heads, idx%hp.Heads
-		pos := s.pos + t // the token attends to positions 0..pos
-		kvh := h / group
-		q := j.a.Q[t*qDim+h*hd : t*qDim+(h+1)*hd]
-		for d, v := range q {
-			q16[d] = f16to32(quant.FP32ToFP16(v))
+	tab := f16Table
+	q16, acc := j.q16[worker][:hd], j.acc[worker][:hd]
+	t, h := idx/hp.Heads, idx%hp.Heads
+	pos := s.pos + t // the token attends to positions 0..pos
+	off := h / group * hd
+	q := j.a.Q[t*qDim+h*hd : t*qDim+(h+1)*hd]
+	for d, v := range q {
+		q16[d] = tab[quant.FP32ToFP16(v)]
+	}
+	scores := j.scores[worker][:pos+1]
+	row := func(c []uint16, p int) []uint16 { return c[p*kvDim+off : p*kvDim+off+hd : p*kvDim+off+hd] }
+	p := 0
+	for ; p+3 < len(scores); p += 4 {
+		k0, k1, k2, k3 := row(kc, p), row(kc, p+1), row(kc, p+2), row(kc, p+3)
+		var s0, s1, s2, s3 float64
+		for d, qd := range q16 {
+			s0 += float64(qd * tab[k0[d]])
+			s1 += float64(qd * tab[k1[d]])
+			s2 += float64(qd * tab[k2[d]])
+			s3 += float64(qd * tab[k3[d]])
 		}
-		scores := j.scores[worker][:pos+1]
-		for p := range scores {
-			k := kc[p*kvDim+kvh*hd : p*kvDim+(kvh+1)*hd]
-			var sum float64
-			for d, kv := range k {
-				sum += float64(q16[d] * f16to32(kv))
-			}
-			scores[p] = float32(sum) * j.scale
+		scores[p] = float32(s0) * j.scale
+		scores[p+1] = float32(s1) * j.scale
+		scores[p+2] = float32(s2) * j.scale
+		scores[p+3] = float32(s3) * j.scale
+	}
+	for ; p < len(scores); p++ {
+		k := row(kc, p)
+		var sum float64
+		for d, qd := range q16 {
+			sum += float64(qd * tab[k[d]])
 		}
-		softMax(scores)
-		clear(acc)
-		for p, pr := range scores {
-			pr16 := f16to32(quant.FP32ToFP16(pr))
-			v := vc[p*kvDim+kvh*hd : p*kvDim+(kvh+1)*hd]
-			for d, vv := range v {
-				acc[d] += float64(pr16 * f16to32(vv))
-			}
+		scores[p] = float32(sum) * j.scale
+	}
+	softMax(scores)
+	clear(acc)
+	p = 0
+	for ; p+3 < len(scores); p += 4 {
+		r0, r1 := tab[quant.FP32ToFP16(scores[p])], tab[quant.FP32ToFP16(scores[p+1])]
+		r2, r3 := tab[quant.FP32ToFP16(scores[p+2])], tab[quant.FP32ToFP16(scores[p+3])]
+		v0, v1, v2, v3 := row(vc, p), row(vc, p+1), row(vc, p+2), row(vc, p+3)
+		for d, a := range acc {
+			a += float64(r0 * tab[v0[d]])
+			a += float64(r1 * tab[v1[d]])
+			a += float64(r2 * tab[v2[d]])
+			a += float64(r3 * tab[v3[d]])
+			acc[d] = a
 		}
-		out := j.a.Attn[t*qDim+h*hd : t*qDim+(h+1)*hd]
-		for d := range out {
-			out[d] = float32(acc[d])
+	}
+	for ; p < len(scores); p++ {
+		r := tab[quant.FP32ToFP16(scores[p])]
+		v := row(vc, p)
+		for d := range acc {
+			acc[d] += float64(r * tab[v[d]])
 		}
+	}
+	out := j.a.Attn[t*qDim+h*hd : t*qDim+(h+1)*hd]
+	for d := range out {
+		out[d] = float32(acc[d])
 	}
 }
 
 // f16to32 converts through a table, as ggml does: the attention inner loops
-// convert every cached element.
+// convert every cached element. An array indexed by uint16 needs no bounds
+// check.
 func f16to32(h uint16) float32 { return f16Table[h] }
 
-var f16Table = func() []float32 {
-	t := make([]float32, 1<<16)
+var f16Table = func() *[1 << 16]float32 {
+	t := new([1 << 16]float32)
 	for i := range t {
 		t[i] = quant.FP16ToFP32(uint16(i))
 	}

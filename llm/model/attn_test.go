@@ -1,0 +1,146 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/selfinstruct/selfinstruct/llm/quant"
+)
+
+// attnRefRun is the plain attention loop the engine had before it was
+// unrolled and load-balanced: one (token, head) pair at a time, one double
+// chain per dot product. It stays here as the definition the fast kernel
+// must match bit for bit, and as the "before" of BenchmarkAttention.
+func attnRefRun(j *attnJob, worker, lo, hi int) {
+	s, hp := j.s, j.s.m.HP
+	hd := hp.HeadDim
+	qDim, kvDim := hp.Heads*hd, hp.HeadsKV*hd
+	group := hp.Heads / hp.HeadsKV
+	kc, vc := s.k[j.layer], s.v[j.layer]
+	q16, acc := j.q16[worker], j.acc[worker]
+	for idx := lo; idx < hi; idx++ {
+		t, h := idx/hp.Heads, idx%hp.Heads
+		pos := s.pos + t
+		kvh := h / group
+		q := j.a.Q[t*qDim+h*hd : t*qDim+(h+1)*hd]
+		for d, v := range q {
+			q16[d] = f16to32(quant.FP32ToFP16(v))
+		}
+		scores := j.scores[worker][:pos+1]
+		for p := range scores {
+			k := kc[p*kvDim+kvh*hd : p*kvDim+(kvh+1)*hd]
+			var sum float64
+			for d, kv := range k {
+				sum += float64(q16[d] * f16to32(kv))
+			}
+			scores[p] = float32(sum) * j.scale
+		}
+		softMax(scores)
+		clear(acc)
+		for p, pr := range scores {
+			pr16 := f16to32(quant.FP32ToFP16(pr))
+			v := vc[p*kvDim+kvh*hd : p*kvDim+(kvh+1)*hd]
+			for d, vv := range v {
+				acc[d] += float64(pr16 * f16to32(vv))
+			}
+		}
+		out := j.a.Attn[t*qDim+h*hd : t*qDim+(h+1)*hd]
+		for d := range out {
+			out[d] = float32(acc[d])
+		}
+	}
+}
+
+// refAttnJob runs attnRefRun through the pool the way the engine used to:
+// contiguous ranges of (token, head) pairs.
+type refAttnJob struct{ j *attnJob }
+
+func (r refAttnJob) run(worker, lo, hi int) { attnRefRun(r.j, worker, lo, hi) }
+
+// attnSession is a session with only what attention reads: a KV cache of
+// random F16 values for positions [0, pos+n) and n random query rows.
+func attnSession(hp HParams, pos, n, threads int, seed uint64) (*Session, *LayerActivations) {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	m := &Model{HP: hp}
+	nCtx := pos + n
+	s := &Session{m: m, nCtx: nCtx, pos: pos, pool: newPool(threads)}
+	kvDim := hp.HeadsKV * hp.HeadDim
+	s.k = [][]uint16{make([]uint16, nCtx*kvDim)}
+	s.v = [][]uint16{make([]uint16, nCtx*kvDim)}
+	for i := range s.k[0] {
+		s.k[0][i] = quant.FP32ToFP16(float32(rng.NormFloat64()))
+		s.v[0][i] = quant.FP32ToFP16(float32(rng.NormFloat64()))
+	}
+	a := newLayerActivations(hp, n)
+	for i := range a.Q[:n*hp.Heads*hp.HeadDim] {
+		a.Q[i] = float32(rng.NormFloat64() * 2)
+	}
+	s.attn.init(s, threads)
+	return s, &a
+}
+
+var attnShapes = []struct {
+	name string
+	hp   HParams
+}{
+	{"tinyllama", HParams{Heads: 32, HeadsKV: 4, HeadDim: 64}},
+	{"qwen2-small", HParams{Heads: 4, HeadsKV: 2, HeadDim: 16}},
+	{"odd", HParams{Heads: 3, HeadsKV: 1, HeadDim: 7}},
+}
+
+// TestAttentionMatchesPlainLoop: the unrolled, round-robin kernel gives the
+// same bits as the plain loop, for prompt batches and single tokens, with
+// lengths that are and are not multiples of the unroll.
+func TestAttentionMatchesPlainLoop(t *testing.T) {
+	for _, sh := range attnShapes {
+		for _, c := range []struct{ pos, n, threads int }{{0, 1, 1}, {0, 13, 2}, {37, 1, 2}, {5, 30, 3}, {100, 2, 1}} {
+			t.Run(fmt.Sprintf("%s/pos%d/n%d/t%d", sh.name, c.pos, c.n, c.threads), func(t *testing.T) {
+				s, a := attnSession(sh.hp, c.pos, c.n, c.threads, uint64(c.pos*1000+c.n))
+				defer s.Close()
+				s.attend(0, a, c.n)
+				got := append([]float32(nil), a.Attn[:c.n*sh.hp.Heads*sh.hp.HeadDim]...)
+				clear(a.Attn)
+				attnRefRun(&s.attn, 0, 0, c.n*sh.hp.Heads)
+				for i, w := range a.Attn[:len(got)] {
+					if math.Float32bits(got[i]) != math.Float32bits(w) {
+						t.Fatalf("element %d: %v, plain loop %v", i, got[i], w)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkAttention compares the plain loop ("before", contiguous ranges)
+// with the engine's kernel on one layer of TinyLlama-shaped attention: a
+// 64-token prompt batch after 1472 cached tokens (pp) and one token at
+// position 1536 (tg), on 1 and 2 threads.
+func BenchmarkAttention(b *testing.B) {
+	hp := attnShapes[0].hp
+	for _, c := range []struct {
+		name   string
+		pos, n int
+	}{{"pp64@1472", 1472, 64}, {"tg@1536", 1536, 1}} {
+		for _, threads := range []int{1, 2} {
+			s, a := attnSession(hp, c.pos, c.n, threads, 1)
+			b.Run(fmt.Sprintf("%s/t%d/impl=plain", c.name, threads), func(b *testing.B) {
+				for b.Loop() {
+					s.pool.parallel(c.n*hp.Heads, 1, refAttnJob{prepRef(&s.attn, a, c.n)})
+				}
+			})
+			b.Run(fmt.Sprintf("%s/t%d/impl=fast", c.name, threads), func(b *testing.B) {
+				for b.Loop() {
+					s.attend(0, a, c.n)
+				}
+			})
+			s.Close()
+		}
+	}
+}
+
+func prepRef(j *attnJob, a *LayerActivations, n int) *attnJob {
+	j.prepare(0, a, n)
+	return j
+}
