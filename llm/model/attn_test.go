@@ -14,15 +14,16 @@ import (
 // chain per dot product. It stays here as the definition the fast kernel
 // must match bit for bit, and as the "before" of BenchmarkAttention.
 func attnRefRun(j *attnJob, worker, lo, hi int) {
-	s, hp := j.s, j.s.m.HP
+	hp := j.e.m.HP
 	hd := hp.HeadDim
 	qDim, kvDim := hp.Heads*hd, hp.HeadsKV*hd
 	group := hp.Heads / hp.HeadsKV
-	kc, vc := s.k[j.layer], s.v[j.layer]
 	q16, acc := j.q16[worker], j.acc[worker]
 	for idx := lo; idx < hi; idx++ {
 		t, h := idx/hp.Heads, idx%hp.Heads
-		pos := s.pos + t
+		row := j.e.rows[t]
+		kc, vc := row.s.k[j.layer], row.s.v[j.layer]
+		pos := row.pos
 		kvh := h / group
 		q := j.a.Q[t*qDim+h*hd : t*qDim+(h+1)*hd]
 		for d, v := range q {
@@ -59,13 +60,14 @@ type refAttnJob struct{ j *attnJob }
 
 func (r refAttnJob) run(worker, lo, hi int) { attnRefRun(r.j, worker, lo, hi) }
 
-// attnSession is a session with only what attention reads: a KV cache of
-// random F16 values for positions [0, pos+n) and n random query rows.
-func attnSession(hp HParams, pos, n, threads int, seed uint64) (*Session, *LayerActivations) {
+// attnSession is an engine with only what attention reads: one session's
+// KV cache of random F16 values for positions [0, pos+n) and n random query
+// rows at positions pos...
+func attnSession(hp HParams, pos, n, threads int, seed uint64) (*engine, *LayerActivations) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	m := &Model{HP: hp}
 	nCtx := pos + n
-	s := &Session{m: m, nCtx: nCtx, pos: pos, pool: newPool(threads)}
+	s := &Session{m: m, nCtx: nCtx, pos: pos}
 	kvDim := hp.HeadsKV * hp.HeadDim
 	s.k = [][]uint16{make([]uint16, nCtx*kvDim)}
 	s.v = [][]uint16{make([]uint16, nCtx*kvDim)}
@@ -77,8 +79,12 @@ func attnSession(hp HParams, pos, n, threads int, seed uint64) (*Session, *Layer
 	for i := range a.Q[:n*hp.Heads*hp.HeadDim] {
 		a.Q[i] = float32(rng.NormFloat64() * 2)
 	}
-	s.attn.init(s, threads)
-	return s, &a
+	e := &engine{m: m, maxTokens: n, pool: newPool(threads), rows: make([]seqRow, n)}
+	for t := range e.rows {
+		e.rows[t] = seqRow{s: s, pos: pos + t}
+	}
+	e.attn.init(e, threads, nCtx)
+	return e, &a
 }
 
 var attnShapes = []struct {
@@ -98,7 +104,7 @@ func TestAttentionMatchesPlainLoop(t *testing.T) {
 		for _, c := range []struct{ pos, n, threads int }{{0, 1, 1}, {0, 13, 2}, {37, 1, 2}, {5, 30, 3}, {100, 2, 1}} {
 			t.Run(fmt.Sprintf("%s/pos%d/n%d/t%d", sh.name, c.pos, c.n, c.threads), func(t *testing.T) {
 				s, a := attnSession(sh.hp, c.pos, c.n, c.threads, uint64(c.pos*1000+c.n))
-				defer s.Close()
+				defer s.pool.close()
 				s.attend(0, a, c.n)
 				got := append([]float32(nil), a.Attn[:c.n*sh.hp.Heads*sh.hp.HeadDim]...)
 				clear(a.Attn)
@@ -135,7 +141,7 @@ func BenchmarkAttention(b *testing.B) {
 					s.attend(0, a, c.n)
 				}
 			})
-			s.Close()
+			s.pool.close()
 		}
 	}
 }

@@ -49,9 +49,11 @@ func newLayerActivations(hp HParams, n int) LayerActivations {
 	}
 }
 
-// Session is one sequence being evaluated: its KV cache, position and
-// scratch buffers. Sessions of the same Model are independent and may run
-// concurrently; one Session must not be used from two goroutines at once.
+// Session is one sequence: its KV cache and position. Sessions of the same
+// Model are independent and may run concurrently; one Session must not be
+// used from two goroutines at once. A Session evaluates either by itself
+// (Eval, with its own worker pool and scratch, made on first use) or as an
+// item of a Batcher's step.
 type Session struct {
 	m    *Model
 	nCtx int
@@ -61,19 +63,12 @@ type Session struct {
 	// k[layer][pos*kvDim + head*headDim + d].
 	k, v [][]uint16
 
-	pool  *pool
-	batch int
-
-	embd   []float32 // input of layer 0 [batch][embd]
-	acts   []LayerActivations
-	keep   bool
-	last   []float32 // output-norm of the batch's last token [embd]
 	logits []float32
-
-	in     actInput
-	mm     matmulJob
-	attn   attnJob
-	ropeCS []float32 // cos then sin for one position [RopeDim]
+	batch  int
+	keep   bool
+	// eng runs the session's own Evals. It is made on first use, so that
+	// sessions only ever evaluated by a Batcher cost no pool or scratch.
+	eng *engine
 }
 
 // ErrContextFull is returned by Eval when the tokens do not fit in the
@@ -81,7 +76,7 @@ type Session struct {
 var ErrContextFull = errors.New("model: context is full")
 
 // NewSession returns a session with room for nCtx tokens (0 means the
-// model's training context). Its memory is allocated here, once.
+// model's training context). Its KV cache is allocated here, once.
 func (m *Model) NewSession(nCtx int) (*Session, error) {
 	hp := m.HP
 	if nCtx <= 0 {
@@ -91,31 +86,37 @@ func (m *Model) NewSession(nCtx int) (*Session, error) {
 		return nil, fmt.Errorf("model: invalid context size %d", nCtx)
 	}
 	kvDim := hp.HeadsKV * hp.HeadDim
-	batch := min(m.batch, nCtx)
-	s := &Session{m: m, nCtx: nCtx, batch: batch, pool: newPool(m.threads)}
+	s := &Session{m: m, nCtx: nCtx, batch: min(m.batch, nCtx)}
 	s.k = make([][]uint16, hp.Layers)
 	s.v = make([][]uint16, hp.Layers)
 	for i := range s.k {
 		s.k[i] = make([]uint16, nCtx*kvDim)
 		s.v[i] = make([]uint16, nCtx*kvDim)
 	}
-	s.embd = make([]float32, batch*hp.Embd)
-	s.acts = []LayerActivations{newLayerActivations(hp, batch)}
-	s.last = make([]float32, hp.Embd)
 	s.logits = make([]float32, hp.Vocab)
-	maxCols := max(hp.Embd, hp.FF, hp.Heads*hp.HeadDim)
-	s.in.init(batch, maxCols)
-	s.attn.init(s, m.threads)
-	s.ropeCS = make([]float32, hp.RopeDim)
-	// Workers hold no reference to the Session, so an abandoned Session is
-	// collected and its goroutines stopped even without Close.
-	runtime.AddCleanup(s, func(p *pool) { p.close() }, s.pool)
 	return s, nil
+}
+
+// engine returns the session's own engine, making it on first use.
+func (s *Session) engine() *engine {
+	if s.eng == nil {
+		s.eng = newEngine(s.m, s.batch, s.nCtx)
+		s.eng.setKeep(s.keep)
+		// Workers hold no reference to the Session, so an abandoned
+		// Session is collected and its goroutines stopped even without
+		// Close.
+		runtime.AddCleanup(s, func(p *pool) { p.close() }, s.eng.pool)
+	}
+	return s.eng
 }
 
 // Close stops the session's worker goroutines. The session must not be used
 // afterwards. Calling it is optional but frees the goroutines promptly.
-func (s *Session) Close() { s.pool.close() }
+func (s *Session) Close() {
+	if s.eng != nil {
+		s.eng.pool.close()
+	}
+}
 
 // Model returns the model the session runs.
 func (s *Session) Model() *Model { return s.m }
@@ -143,23 +144,40 @@ func (s *Session) Truncate(n int) error {
 
 // KeepActivations makes every layer keep its own LayerActivations (for a
 // backward pass) instead of sharing one set. It allocates on first use.
+// It applies to the session's own Evals, not to Batcher steps.
 func (s *Session) KeepActivations(keep bool) {
 	s.keep = keep
-	if keep && len(s.acts) < s.m.HP.Layers {
-		for len(s.acts) < s.m.HP.Layers {
-			s.acts = append(s.acts, newLayerActivations(s.m.HP, s.batch))
-		}
+	if s.eng != nil {
+		s.eng.setKeep(keep)
 	}
 }
 
-// Activations returns the activations of the last batch Eval processed: one
-// entry per layer with KeepActivations(true), otherwise a single entry that
-// holds the last layer's values. Valid until the next Eval.
+// Activations returns the activations of the last batch the session's own
+// Eval processed: one entry per layer with KeepActivations(true), otherwise
+// a single entry that holds the last layer's values. Valid until the next
+// Eval.
 func (s *Session) Activations() []LayerActivations {
-	if s.keep {
-		return s.acts[:s.m.HP.Layers]
+	e := s.engine()
+	if e.keep {
+		return e.acts[:s.m.HP.Layers]
 	}
-	return s.acts[:1]
+	return e.acts[:1]
+}
+
+// checkTokens reports why tokens cannot be appended to the session.
+func (s *Session) checkTokens(tokens []int32) error {
+	if len(tokens) == 0 {
+		return errors.New("model: Eval needs at least one token")
+	}
+	if s.pos+len(tokens) > s.nCtx {
+		return fmt.Errorf("%w: %d tokens in cache + %d new > %d", ErrContextFull, s.pos, len(tokens), s.nCtx)
+	}
+	for _, t := range tokens {
+		if t < 0 || int(t) >= s.m.HP.Vocab {
+			return fmt.Errorf("model: token id %d out of range [0,%d)", t, s.m.HP.Vocab)
+		}
+	}
+	return nil
 }
 
 // Eval appends tokens to the sequence and returns the logits that predict the
@@ -167,63 +185,145 @@ func (s *Session) Activations() []LayerActivations {
 // layers in batches of up to Options.BatchSize. The returned slice belongs to
 // the session and is overwritten by the next Eval.
 func (s *Session) Eval(tokens []int32) ([]float32, error) {
-	if len(tokens) == 0 {
-		return nil, errors.New("model: Eval needs at least one token")
+	if err := s.checkTokens(tokens); err != nil {
+		return nil, err
 	}
-	if s.pos+len(tokens) > s.nCtx {
-		return nil, fmt.Errorf("%w: %d tokens in cache + %d new > %d", ErrContextFull, s.pos, len(tokens), s.nCtx)
-	}
-	for _, t := range tokens {
-		if t < 0 || int(t) >= s.m.HP.Vocab {
-			return nil, fmt.Errorf("model: token id %d out of range [0,%d)", t, s.m.HP.Vocab)
-		}
-	}
+	e := s.engine()
 	for start := 0; start < len(tokens); start += s.batch {
 		end := min(len(tokens), start+s.batch)
-		if err := s.forward(tokens[start:end], end == len(tokens)); err != nil {
+		e.one[0] = BatchItem{Session: s, Tokens: tokens[start:end]}
+		err := e.forward(e.one[:], end == len(tokens))
+		e.one[0] = BatchItem{}
+		if err != nil {
 			return nil, err
 		}
 	}
 	return s.logits, nil
 }
 
-// forward runs one batch through the model at positions s.pos.. and, when
-// wantLogits, computes the logits of its last token.
-func (s *Session) forward(tokens []int32, wantLogits bool) error {
-	m, hp := s.m, s.m.HP
-	n := len(tokens)
-	E := hp.Embd
+// engine is the forward pass: a worker pool and scratch for up to maxTokens
+// rows per step. The rows of one step may belong to several sessions; every
+// weight matrix is streamed once per step for all of them, while RoPE, the
+// KV-cache writes and attention use each row's own session and position.
+type engine struct {
+	m         *Model
+	maxTokens int
+	pool      *pool
 
-	// Token embeddings: rows of token_embd dequantised, as ggml_get_rows does.
-	for t, id := range tokens {
-		if err := quant.Dequantize(m.TokenEmbd.Type, m.TokenEmbd.Row(int(id)), s.embd[t*E:(t+1)*E]); err != nil {
-			return fmt.Errorf("model: embedding of token %d: %w", id, err)
+	embd []float32 // input of layer 0 [maxTokens][embd]
+	acts []LayerActivations
+	keep bool
+	rows []seqRow // the step's rows: whose sequence, at which position
+
+	// last holds the output-norm of each item's last row and logits their
+	// logits when a step has more than one item; both grow to the largest
+	// item count seen, so that a batch of one costs one vocabulary row.
+	last   []float32
+	logits []float32
+
+	in     actInput
+	mm     matmulJob
+	attn   attnJob
+	ropeCS []float32 // cos then sin for one position [RopeDim]
+	one    [1]BatchItem
+}
+
+// seqRow places one row of a step in its sequence.
+type seqRow struct {
+	s   *Session
+	pos int
+}
+
+// newEngine allocates the scratch of maxTokens rows; nCtx sizes the
+// attention scores and grows with the longest session seen.
+func newEngine(m *Model, maxTokens, nCtx int) *engine {
+	hp := m.HP
+	e := &engine{m: m, maxTokens: maxTokens, pool: newPool(m.threads)}
+	e.embd = make([]float32, maxTokens*hp.Embd)
+	e.acts = []LayerActivations{newLayerActivations(hp, maxTokens)}
+	e.rows = make([]seqRow, maxTokens)
+	e.last = make([]float32, hp.Embd)
+	maxCols := max(hp.Embd, hp.FF, hp.Heads*hp.HeadDim)
+	e.in.init(maxTokens, maxCols)
+	e.attn.init(e, m.threads, nCtx)
+	e.ropeCS = make([]float32, hp.RopeDim)
+	return e
+}
+
+func (e *engine) setKeep(keep bool) {
+	e.keep = keep
+	for keep && len(e.acts) < e.m.HP.Layers {
+		e.acts = append(e.acts, newLayerActivations(e.m.HP, e.maxTokens))
+	}
+}
+
+// forward runs one step: every item's tokens (checked by the caller, at
+// most maxTokens in all) go through the layers together, each at its
+// session's positions, and the sessions advance. With wantLogits each
+// item's session gets the logits of its last token.
+func (e *engine) forward(items []BatchItem, wantLogits bool) error {
+	m, hp := e.m, e.m.HP
+	E := hp.Embd
+	n := 0
+	for _, it := range items {
+		e.attn.fit(it.Session.nCtx)
+		for t, id := range it.Tokens {
+			// Token embeddings: rows of token_embd dequantised, as
+			// ggml_get_rows does.
+			if err := quant.Dequantize(m.TokenEmbd.Type, m.TokenEmbd.Row(int(id)), e.embd[n*E:(n+1)*E]); err != nil {
+				clear(e.rows[:n])
+				return fmt.Errorf("model: embedding of token %d: %w", id, err)
+			}
+			e.rows[n] = seqRow{s: it.Session, pos: it.Session.pos + t}
+			n++
 		}
 	}
-	x := s.embd
+	x := e.embd
 	for il := range m.Layers {
-		a := &s.acts[0]
-		if s.keep {
-			a = &s.acts[il]
+		a := &e.acts[0]
+		if e.keep {
+			a = &e.acts[il]
 		}
 		a.NTokens = n
-		s.layer(il, x, a, n)
+		e.layer(il, x, a, n)
 		x = a.Out
 	}
-	s.pos += n
+	// The rows must not keep sessions alive past the step.
+	clear(e.rows[:n])
+	for _, it := range items {
+		it.Session.pos += len(it.Tokens)
+	}
 	if !wantLogits {
 		return nil
 	}
-	rmsNorm(s.last, x[(n-1)*E:n*E], m.OutputNorm, hp.RMSEps)
-	s.in.set(s.last, 1, E)
-	s.matmul(s.logits, m.Output)
+	k, V := len(items), hp.Vocab
+	if len(e.last) < k*E {
+		e.last = make([]float32, k*E)
+	}
+	end := 0
+	for i, it := range items {
+		end += len(it.Tokens)
+		rmsNorm(e.last[i*E:(i+1)*E], x[(end-1)*E:end*E], m.OutputNorm, hp.RMSEps)
+	}
+	e.in.set(e.last[:k*E], k, E)
+	if k == 1 {
+		e.matmul(items[0].Session.logits, m.Output)
+		return nil
+	}
+	if len(e.logits) < k*V {
+		e.logits = make([]float32, k*V)
+	}
+	e.matmul(e.logits[:k*V], m.Output)
+	for i, it := range items {
+		copy(it.Session.logits, e.logits[i*V:(i+1)*V])
+	}
 	return nil
 }
 
 // layer runs transformer block il on the n input rows x (the previous
 // block's output) and leaves everything in a. x may alias a.Out.
-func (s *Session) layer(il int, x []float32, a *LayerActivations, n int) {
-	m, hp := s.m, s.m.HP
+func (e *engine) layer(il int, x []float32, a *LayerActivations, n int) {
+	m, hp := e.m, e.m.HP
 	L := &m.Layers[il]
 	E := hp.Embd
 	qDim, kvDim := hp.Heads*hp.HeadDim, hp.HeadsKV*hp.HeadDim
@@ -232,20 +332,20 @@ func (s *Session) layer(il int, x []float32, a *LayerActivations, n int) {
 	for t := 0; t < n; t++ {
 		rmsNorm(a.AttnNorm[t*E:(t+1)*E], x[t*E:(t+1)*E], L.AttnNorm, hp.RMSEps)
 	}
-	s.in.set(a.AttnNorm, n, E)
-	s.matmul(a.Q[:n*qDim], L.Wq)
-	s.matmul(a.K[:n*kvDim], L.Wk)
-	s.matmul(a.V[:n*kvDim], L.Wv)
+	e.in.set(a.AttnNorm, n, E)
+	e.matmul(a.Q[:n*qDim], L.Wq)
+	e.matmul(a.K[:n*kvDim], L.Wk)
+	e.matmul(a.V[:n*kvDim], L.Wv)
 	addBias(a.Q[:n*qDim], L.Bq)
 	addBias(a.K[:n*kvDim], L.Bk)
 	addBias(a.V[:n*kvDim], L.Bv)
 
 	thetaScale := float32(math.Pow(float64(hp.RopeBase), float64(float32(-2)/float32(hp.RopeDim))))
 	half := hp.RopeDim / 2
-	cos, sin := s.ropeCS[:half], s.ropeCS[half:]
+	cos, sin := e.ropeCS[:half], e.ropeCS[half:]
 	for t := 0; t < n; t++ {
-		pos := s.pos + t
-		ropeCache(cos, sin, pos, thetaScale, hp.RopeScale, m.RopeFreqs)
+		row := e.rows[t]
+		ropeCache(cos, sin, row.pos, thetaScale, hp.RopeScale, m.RopeFreqs)
 		for h := 0; h < hp.Heads; h++ {
 			rope(a.Q[t*qDim+h*hp.HeadDim:], cos, sin, hp.RopeStyle)
 		}
@@ -254,17 +354,17 @@ func (s *Session) layer(il int, x []float32, a *LayerActivations, n int) {
 		}
 		// Store K and V rounded to F16 before attending: the batch's own
 		// tokens are read back from the cache like earlier ones.
-		kc := s.k[il][pos*kvDim : (pos+1)*kvDim]
-		vc := s.v[il][pos*kvDim : (pos+1)*kvDim]
+		kc := row.s.k[il][row.pos*kvDim : (row.pos+1)*kvDim]
+		vc := row.s.v[il][row.pos*kvDim : (row.pos+1)*kvDim]
 		for i := range kc {
 			kc[i] = quant.FP32ToFP16(a.K[t*kvDim+i])
 			vc[i] = quant.FP32ToFP16(a.V[t*kvDim+i])
 		}
 	}
-	s.attend(il, a, n)
+	e.attend(il, a, n)
 
-	s.in.set(a.Attn, n, qDim)
-	s.matmul(a.AttnOut[:n*E], L.Wo)
+	e.in.set(a.Attn, n, qDim)
+	e.matmul(a.AttnOut[:n*E], L.Wo)
 	addBias(a.AttnOut[:n*E], L.Bo)
 	for i := range n * E {
 		a.FFNIn[i] = x[i] + a.AttnOut[i]
@@ -275,14 +375,14 @@ func (s *Session) layer(il int, x []float32, a *LayerActivations, n int) {
 		rmsNorm(a.FFNNorm[t*E:(t+1)*E], a.FFNIn[t*E:(t+1)*E], L.FFNNorm, hp.RMSEps)
 	}
 	F := hp.FF
-	s.in.set(a.FFNNorm, n, E)
-	s.matmul(a.Gate[:n*F], L.Gate)
-	s.matmul(a.Up[:n*F], L.Up)
+	e.in.set(a.FFNNorm, n, E)
+	e.matmul(a.Gate[:n*F], L.Gate)
+	e.matmul(a.Up[:n*F], L.Up)
 	for t := 0; t < n; t++ {
 		swiGLU(a.Act[t*F:(t+1)*F], a.Gate[t*F:(t+1)*F], a.Up[t*F:(t+1)*F])
 	}
-	s.in.set(a.Act, n, F)
-	s.matmul(a.FFNOut[:n*E], L.Down)
+	e.in.set(a.Act, n, F)
+	e.matmul(a.FFNOut[:n*E], L.Down)
 	for i := range n * E {
 		a.Out[i] = a.FFNIn[i] + a.FFNOut[i]
 	}
@@ -361,14 +461,14 @@ func (in *actInput) as(t quant.Type) ([]byte, int, error) {
 // matmul computes out[t][r] = W[r]·x[t] for the current input rows, split
 // over the pool by weight rows so every worker streams its own slice of W
 // once for the whole batch.
-func (s *Session) matmul(out []float32, w *Weight) {
-	xq, stride, err := s.in.as(quant.VecDotType(w.Type))
+func (e *engine) matmul(out []float32, w *Weight) {
+	xq, stride, err := e.in.as(quant.VecDotType(w.Type))
 	if err != nil {
 		// Load accepts only types whose vec-dot type is converted above.
 		panic(err)
 	}
-	s.mm = matmulJob{w: w, xq: xq, stride: stride, n: s.in.n, out: out}
-	s.pool.parallel(w.Rows, 16, &s.mm)
+	e.mm = matmulJob{w: w, xq: xq, stride: stride, n: e.in.n, out: out}
+	e.pool.parallel(w.Rows, 16, &e.mm)
 }
 
 type matmulJob struct {
@@ -395,30 +495,40 @@ func (j *matmulJob) run(_, lo, hi int) {
 	}
 }
 
-// attnJob computes causal attention for (token, head) pairs against the F16
-// cache, with llama.cpp's non-flash-attention numerics: Q rounded to F16,
-// Q·K summed in double, scale applied inside the softmax, probabilities
-// rounded to F16 before they weight V (again summed in double).
+// attnJob computes causal attention for (row, head) pairs against each
+// row's own session's F16 cache, with llama.cpp's non-flash-attention
+// numerics: Q rounded to F16, Q·K summed in double, scale applied inside the
+// softmax, probabilities rounded to F16 before they weight V (again summed
+// in double).
 type attnJob struct {
-	s      *Session
+	e      *engine
 	layer  int
 	a      *LayerActivations
 	n      int
 	stride int // number of workers: worker c takes pairs c, c+stride, ...
 	scale  float32
-	scores [][]float32 // per worker [nCtx]
+	scores [][]float32 // per worker [longest context]
 	q16    [][]float32 // per worker [headDim]
 	acc    [][]float64 // per worker [headDim]
 }
 
-func (j *attnJob) init(s *Session, workers int) {
-	j.s = s
-	hd := s.m.HP.HeadDim
+func (j *attnJob) init(e *engine, workers, nCtx int) {
+	j.e = e
+	hd := e.m.HP.HeadDim
 	j.scale = 1 / float32(math.Sqrt(float64(hd)))
 	for range max(workers, 1) {
-		j.scores = append(j.scores, make([]float32, s.nCtx))
+		j.scores = append(j.scores, make([]float32, nCtx))
 		j.q16 = append(j.q16, make([]float32, hd))
 		j.acc = append(j.acc, make([]float64, hd))
+	}
+}
+
+// fit grows the score rows to a session's context.
+func (j *attnJob) fit(nCtx int) {
+	for w := range j.scores {
+		if len(j.scores[w]) < nCtx {
+			j.scores[w] = make([]float32, nCtx)
+		}
 	}
 }
 
@@ -426,51 +536,52 @@ func (j *attnJob) prepare(layer int, a *LayerActivations, n int) {
 	j.layer, j.a, j.n = layer, a, n
 }
 
-// attend runs the job over all (token, head) pairs of the batch. A pair's
+// attend runs the job over all (row, head) pairs of the step. A pair's
 // cost grows with its position, so contiguous ranges would give the last
 // worker the longest rows of a prompt; dealing the pairs out round-robin
 // keeps the workers' shares equal within one row.
-func (s *Session) attend(layer int, a *LayerActivations, n int) {
-	pairs := n * s.m.HP.Heads
-	s.attn.prepare(layer, a, n)
-	s.attn.stride = min(s.pool.n, pairs)
-	s.pool.parallel(s.attn.stride, 1, &s.attn)
+func (e *engine) attend(layer int, a *LayerActivations, n int) {
+	pairs := n * e.m.HP.Heads
+	e.attn.prepare(layer, a, n)
+	e.attn.stride = min(e.pool.n, pairs)
+	e.pool.parallel(e.attn.stride, 1, &e.attn)
 }
 
 func (j *attnJob) run(worker, lo, hi int) {
 	for c := lo; c < hi; c++ {
-		for idx := c; idx < j.n*j.s.m.HP.Heads; idx += j.stride {
+		for idx := c; idx < j.n*j.e.m.HP.Heads; idx += j.stride {
 			j.pair(worker, idx)
 		}
 	}
 }
 
-// pair computes one (token, head) pair. The sums keep ggml's order (d
+// pair computes one (row, head) pair. The sums keep ggml's order (d
 // ascending within a dot product, positions ascending for each output
 // element); what changes is that four positions are in flight at once, so
 // the double additions form four independent chains instead of one
 // latency-bound chain, and each acc[d] is loaded and stored once per four
 // positions.
 func (j *attnJob) pair(worker, idx int) {
-	s, hp := j.s, j.s.m.HP
+	hp := j.e.m.HP
 	hd := hp.HeadDim
 	qDim, kvDim := hp.Heads*hd, hp.HeadsKV*hd
 	group := hp.Heads / hp.HeadsKV
-	kc, vc := s.k[j.layer], s.v[j.layer]
 	tab := f16Table
 	q16, acc := j.q16[worker][:hd], j.acc[worker][:hd]
 	t, h := idx/hp.Heads, idx%hp.Heads
-	pos := s.pos + t // the token attends to positions 0..pos
+	row := j.e.rows[t]
+	kc, vc := row.s.k[j.layer], row.s.v[j.layer]
+	pos := row.pos // the token attends to positions 0..pos
 	off := h / group * hd
 	q := j.a.Q[t*qDim+h*hd : t*qDim+(h+1)*hd]
 	for d, v := range q {
 		q16[d] = tab[quant.FP32ToFP16(v)]
 	}
 	scores := j.scores[worker][:pos+1]
-	row := func(c []uint16, p int) []uint16 { return c[p*kvDim+off : p*kvDim+off+hd : p*kvDim+off+hd] }
+	kvRow := func(c []uint16, p int) []uint16 { return c[p*kvDim+off : p*kvDim+off+hd : p*kvDim+off+hd] }
 	p := 0
 	for ; p+3 < len(scores); p += 4 {
-		k0, k1, k2, k3 := row(kc, p), row(kc, p+1), row(kc, p+2), row(kc, p+3)
+		k0, k1, k2, k3 := kvRow(kc, p), kvRow(kc, p+1), kvRow(kc, p+2), kvRow(kc, p+3)
 		var s0, s1, s2, s3 float64
 		for d, qd := range q16 {
 			s0 += float64(qd * tab[k0[d]])
@@ -484,7 +595,7 @@ func (j *attnJob) pair(worker, idx int) {
 		scores[p+3] = float32(s3) * j.scale
 	}
 	for ; p < len(scores); p++ {
-		k := row(kc, p)
+		k := kvRow(kc, p)
 		var sum float64
 		for d, qd := range q16 {
 			sum += float64(qd * tab[k[d]])
@@ -497,7 +608,7 @@ func (j *attnJob) pair(worker, idx int) {
 	for ; p+3 < len(scores); p += 4 {
 		r0, r1 := tab[quant.FP32ToFP16(scores[p])], tab[quant.FP32ToFP16(scores[p+1])]
 		r2, r3 := tab[quant.FP32ToFP16(scores[p+2])], tab[quant.FP32ToFP16(scores[p+3])]
-		v0, v1, v2, v3 := row(vc, p), row(vc, p+1), row(vc, p+2), row(vc, p+3)
+		v0, v1, v2, v3 := kvRow(vc, p), kvRow(vc, p+1), kvRow(vc, p+2), kvRow(vc, p+3)
 		for d, a := range acc {
 			a += float64(r0 * tab[v0[d]])
 			a += float64(r1 * tab[v1[d]])
@@ -508,7 +619,7 @@ func (j *attnJob) pair(worker, idx int) {
 	}
 	for ; p < len(scores); p++ {
 		r := tab[quant.FP32ToFP16(scores[p])]
-		v := row(vc, p)
+		v := kvRow(vc, p)
 		for d := range acc {
 			acc[d] += float64(r * tab[v[d]])
 		}
