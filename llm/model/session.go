@@ -479,19 +479,17 @@ type matmulJob struct {
 	out    []float32
 }
 
-// matmulTile is how many weight rows one VecDotRows call covers: few
-// enough to stay in cache while every token of the batch passes over them,
-// many enough that the per-call checks stop mattering.
+// matmulTile is how many weight rows one VecDotTile call covers: few
+// enough that the tile stays in cache while every token of the step passes
+// over it (and that a kernel can keep the tile's sums in registers), many
+// enough that the per-call checks stop mattering.
 const matmulTile = 16
 
 func (j *matmulJob) run(_, lo, hi int) {
 	w := j.w
 	for r0 := lo; r0 < hi; r0 += matmulTile {
 		r1 := min(r0+matmulTile, hi)
-		rows := w.Data[r0*w.RowBytes : r1*w.RowBytes]
-		for t := 0; t < j.n; t++ {
-			quant.VecDotRows(w.Type, w.Cols, rows, j.xq[t*j.stride:(t+1)*j.stride], j.out[t*w.Rows+r0:t*w.Rows+r1])
-		}
+		quant.VecDotTile(w.Type, w.Cols, w.Data[r0*w.RowBytes:r1*w.RowBytes], j.xq, j.stride, j.n, j.out[r0:], w.Rows)
 	}
 }
 
