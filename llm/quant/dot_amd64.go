@@ -28,6 +28,31 @@ func dotQ6KAVX2(w []byte, x []byte, nb int) float32
 // dotQ6KRowsAVX2 sets dst[r] to the reference Q6_K×Q8_K dot product of weight row r (nb blocks each, consecutive in w) with x (AVX2, F16C).
 func dotQ6KRowsAVX2(w []byte, x []byte, nb int, dst []float32)
 
+// q8_0TileAuxAVX2 sets aux[2b] to 8 times the sum of the quants of Q8_0 block b of x (an int32) and aux[2b+1] to its scale as float32 bits, for nb blocks (AVX2, F16C).
+//
+//go:noescape
+func q8_0TileAuxAVX2(x []byte, nb int, aux []uint32)
+
+// dotQ4_0Tile8x1AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < 1 (xStride apart in x, its q8_0TileAuxAVX2 output auxStride apart in aux), nb blocks each (AVX2, F16C).
+//
+//go:noescape
+func dotQ4_0Tile8x1AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+
+// dotQ4_0Tile8x2AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < 2 (xStride apart in x, its q8_0TileAuxAVX2 output auxStride apart in aux), nb blocks each (AVX2, F16C).
+//
+//go:noescape
+func dotQ4_0Tile8x2AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+
+// dotQ4_0Tile8x3AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < 3 (xStride apart in x, its q8_0TileAuxAVX2 output auxStride apart in aux), nb blocks each (AVX2, F16C).
+//
+//go:noescape
+func dotQ4_0Tile8x3AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+
+// dotQ4_0Tile8x4AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < 4 (xStride apart in x, its q8_0TileAuxAVX2 output auxStride apart in aux), nb blocks each (AVX2, F16C).
+//
+//go:noescape
+func dotQ4_0Tile8x4AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+
 // dotF32AVX2 returns the float64 sum of the float32 products of n elements, n a multiple of 16, and the float32 sum of their magnitudes (AVX2, F16C).
 func dotF32AVX2(w []byte, x []byte, n int) (sum float64, abs float32)
 

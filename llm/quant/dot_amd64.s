@@ -1600,6 +1600,837 @@ dotQ6KRowsAVX2_end:
 	VZEROUPPER
 	RET
 
+DATA bytes80<>+0(SB)/1, $0x80
+DATA bytes80<>+1(SB)/1, $0x80
+DATA bytes80<>+2(SB)/1, $0x80
+DATA bytes80<>+3(SB)/1, $0x80
+DATA bytes80<>+4(SB)/1, $0x80
+DATA bytes80<>+5(SB)/1, $0x80
+DATA bytes80<>+6(SB)/1, $0x80
+DATA bytes80<>+7(SB)/1, $0x80
+DATA bytes80<>+8(SB)/1, $0x80
+DATA bytes80<>+9(SB)/1, $0x80
+DATA bytes80<>+10(SB)/1, $0x80
+DATA bytes80<>+11(SB)/1, $0x80
+DATA bytes80<>+12(SB)/1, $0x80
+DATA bytes80<>+13(SB)/1, $0x80
+DATA bytes80<>+14(SB)/1, $0x80
+DATA bytes80<>+15(SB)/1, $0x80
+DATA bytes80<>+16(SB)/1, $0x80
+DATA bytes80<>+17(SB)/1, $0x80
+DATA bytes80<>+18(SB)/1, $0x80
+DATA bytes80<>+19(SB)/1, $0x80
+DATA bytes80<>+20(SB)/1, $0x80
+DATA bytes80<>+21(SB)/1, $0x80
+DATA bytes80<>+22(SB)/1, $0x80
+DATA bytes80<>+23(SB)/1, $0x80
+DATA bytes80<>+24(SB)/1, $0x80
+DATA bytes80<>+25(SB)/1, $0x80
+DATA bytes80<>+26(SB)/1, $0x80
+DATA bytes80<>+27(SB)/1, $0x80
+DATA bytes80<>+28(SB)/1, $0x80
+DATA bytes80<>+29(SB)/1, $0x80
+DATA bytes80<>+30(SB)/1, $0x80
+DATA bytes80<>+31(SB)/1, $0x80
+GLOBL bytes80<>(SB), RODATA|NOPTR, $32
+
+DATA nibbleShifts<>+0(SB)/1, $0x00
+DATA nibbleShifts<>+1(SB)/1, $0x00
+DATA nibbleShifts<>+2(SB)/1, $0x00
+DATA nibbleShifts<>+3(SB)/1, $0x00
+DATA nibbleShifts<>+4(SB)/1, $0x00
+DATA nibbleShifts<>+5(SB)/1, $0x00
+DATA nibbleShifts<>+6(SB)/1, $0x00
+DATA nibbleShifts<>+7(SB)/1, $0x00
+DATA nibbleShifts<>+8(SB)/1, $0x00
+DATA nibbleShifts<>+9(SB)/1, $0x00
+DATA nibbleShifts<>+10(SB)/1, $0x00
+DATA nibbleShifts<>+11(SB)/1, $0x00
+DATA nibbleShifts<>+12(SB)/1, $0x00
+DATA nibbleShifts<>+13(SB)/1, $0x00
+DATA nibbleShifts<>+14(SB)/1, $0x00
+DATA nibbleShifts<>+15(SB)/1, $0x00
+DATA nibbleShifts<>+16(SB)/1, $0x04
+DATA nibbleShifts<>+17(SB)/1, $0x00
+DATA nibbleShifts<>+18(SB)/1, $0x00
+DATA nibbleShifts<>+19(SB)/1, $0x00
+DATA nibbleShifts<>+20(SB)/1, $0x00
+DATA nibbleShifts<>+21(SB)/1, $0x00
+DATA nibbleShifts<>+22(SB)/1, $0x00
+DATA nibbleShifts<>+23(SB)/1, $0x00
+DATA nibbleShifts<>+24(SB)/1, $0x04
+DATA nibbleShifts<>+25(SB)/1, $0x00
+DATA nibbleShifts<>+26(SB)/1, $0x00
+DATA nibbleShifts<>+27(SB)/1, $0x00
+DATA nibbleShifts<>+28(SB)/1, $0x00
+DATA nibbleShifts<>+29(SB)/1, $0x00
+DATA nibbleShifts<>+30(SB)/1, $0x00
+DATA nibbleShifts<>+31(SB)/1, $0x00
+GLOBL nibbleShifts<>(SB), RODATA|NOPTR, $32
+
+// func q8_0TileAuxAVX2(x []byte, nb int, aux []uint32)
+// Requires: AVX, AVX2, F16C
+TEXT ·q8_0TileAuxAVX2(SB), NOSPLIT, $0-56
+	MOVQ    x_base+0(FP), AX
+	MOVQ    nb+24(FP), CX
+	MOVQ    aux_base+32(FP), DX
+	VMOVDQU bytes80<>+0(SB), Y0
+	VPXOR   Y1, Y1, Y1
+
+q8_0TileAux_loop:
+	TESTQ        CX, CX
+	JZ           q8_0TileAux_done
+	VPXOR        2(AX), Y0, Y2
+	VPSADBW      Y1, Y2, Y2
+	VEXTRACTI128 $0x01, Y2, X3
+	VPADDQ       X2, X3, X3
+	VPSHUFD      $0x4e, X3, X2
+	VPADDQ       X2, X3, X3
+	VMOVD        X3, BX
+	SUBL         $0x00001000, BX
+	SHLL         $0x03, BX
+	MOVL         BX, (DX)
+	MOVWLZX      (AX), BX
+	VMOVD        BX, X2
+	VCVTPH2PS    X2, X2
+	VMOVSS       X2, 4(DX)
+	ADDQ         $0x22, AX
+	ADDQ         $0x08, DX
+	DECQ         CX
+	JMP          q8_0TileAux_loop
+
+q8_0TileAux_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4_0Tile8x1AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_0Tile8x1AVX2(SB), NOSPLIT, $32-136
+	MOVQ    w_base+0(FP), AX
+	MOVQ    rowBytes+24(FP), DX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (AX)(DX*4), CX
+	MOVQ    x_base+32(FP), SI
+	MOVQ    xStride+56(FP), DI
+	LEAQ    (DI)(DI*2), DI
+	MOVQ    aux_base+64(FP), DI
+	MOVQ    auxStride+88(FP), R8
+	SHLQ    $0x02, R8
+	LEAQ    (R8)(R8*2), R8
+	MOVQ    nb+96(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+
+dotQ4_0Tile8x1AVX2_loop:
+	TESTQ          R8, R8
+	JZ             dotQ4_0Tile8x1AVX2_done
+	VPXOR          X0, X0, X0
+	VPINSRW        $0x00, (AX), X0, X0
+	VPINSRW        $0x01, (AX)(DX*1), X0, X0
+	VPINSRW        $0x02, (AX)(DX*2), X0, X0
+	VPINSRW        $0x03, (AX)(BX*1), X0, X0
+	VPINSRW        $0x04, (CX), X0, X0
+	VPINSRW        $0x05, (CX)(DX*1), X0, X0
+	VPINSRW        $0x06, (CX)(DX*2), X0, X0
+	VPINSRW        $0x07, (CX)(BX*1), X0, X0
+	VCVTPH2PS      X0, Y0
+	VBROADCASTI128 2(AX), Y1
+	VPSRLVQ        nibbleShifts<>+0(SB), Y1, Y1
+	VPAND          mask0F<>+0(SB), Y1, Y1
+	VBROADCASTI128 2(AX)(DX*1), Y2
+	VPSRLVQ        nibbleShifts<>+0(SB), Y2, Y2
+	VPAND          mask0F<>+0(SB), Y2, Y2
+	VBROADCASTI128 2(AX)(DX*2), Y3
+	VPSRLVQ        nibbleShifts<>+0(SB), Y3, Y3
+	VPAND          mask0F<>+0(SB), Y3, Y3
+	VBROADCASTI128 2(AX)(BX*1), Y4
+	VPSRLVQ        nibbleShifts<>+0(SB), Y4, Y4
+	VPAND          mask0F<>+0(SB), Y4, Y4
+	VBROADCASTI128 2(CX), Y5
+	VPSRLVQ        nibbleShifts<>+0(SB), Y5, Y5
+	VPAND          mask0F<>+0(SB), Y5, Y5
+	VBROADCASTI128 2(CX)(DX*1), Y6
+	VPSRLVQ        nibbleShifts<>+0(SB), Y6, Y6
+	VPAND          mask0F<>+0(SB), Y6, Y6
+	VBROADCASTI128 2(CX)(DX*2), Y7
+	VPSRLVQ        nibbleShifts<>+0(SB), Y7, Y7
+	VPAND          mask0F<>+0(SB), Y7, Y7
+	VBROADCASTI128 2(CX)(BX*1), Y8
+	VPSRLVQ        nibbleShifts<>+0(SB), Y8, Y8
+	VPAND          mask0F<>+0(SB), Y8, Y8
+	VMOVDQU        2(SI), Y9
+	VPMADDUBSW     Y9, Y1, Y1
+	VPMADDUBSW     Y9, Y2, Y2
+	VPUNPCKLWD     Y2, Y1, Y10
+	VPUNPCKHWD     Y2, Y1, Y1
+	VPADDW         Y1, Y10, Y10
+	VPMADDUBSW     Y9, Y3, Y1
+	VPMADDUBSW     Y9, Y4, Y2
+	VPUNPCKLWD     Y2, Y1, Y3
+	VPUNPCKHWD     Y2, Y1, Y1
+	VPADDW         Y1, Y3, Y3
+	VPUNPCKLDQ     Y3, Y10, Y1
+	VPUNPCKHDQ     Y3, Y10, Y2
+	VPADDW         Y2, Y1, Y1
+	VPMADDUBSW     Y9, Y5, Y2
+	VPMADDUBSW     Y9, Y6, Y3
+	VPUNPCKLWD     Y3, Y2, Y4
+	VPUNPCKHWD     Y3, Y2, Y2
+	VPADDW         Y2, Y4, Y4
+	VPMADDUBSW     Y9, Y7, Y2
+	VPMADDUBSW     Y9, Y8, Y3
+	VPUNPCKLWD     Y3, Y2, Y5
+	VPUNPCKHWD     Y3, Y2, Y2
+	VPADDW         Y2, Y5, Y5
+	VPUNPCKLDQ     Y5, Y4, Y2
+	VPUNPCKHDQ     Y5, Y4, Y3
+	VPADDW         Y3, Y2, Y2
+	VPUNPCKLQDQ    Y2, Y1, Y3
+	VPUNPCKHQDQ    Y2, Y1, Y1
+	VPADDW         Y1, Y3, Y3
+	VPMOVSXWD      X3, Y1
+	VEXTRACTI128   $0x01, Y3, X2
+	VPMOVSXWD      X2, Y2
+	VPADDD         Y2, Y1, Y1
+	VPBROADCASTD   (DI), Y2
+	VPSUBD         Y2, Y1, Y1
+	VCVTDQ2PS      Y1, Y1
+	VMULPS         Y0, Y1, Y1
+	VBROADCASTSS   4(DI), Y0
+	VMULPS         Y0, Y1, Y1
+	VADDPS         (SP), Y1, Y1
+	VMOVUPS        Y1, (SP)
+	ADDQ           $0x12, AX
+	ADDQ           $0x12, CX
+	ADDQ           $0x22, SI
+	ADDQ           $0x08, DI
+	DECQ           R8
+	JMP            dotQ4_0Tile8x1AVX2_loop
+
+dotQ4_0Tile8x1AVX2_done:
+	MOVQ    dst_base+104(FP), AX
+	MOVQ    dstStride+128(FP), CX
+	SHLQ    $0x02, CX
+	VMOVUPS (SP), Y0
+	VMOVUPS Y0, (AX)
+	VZEROUPPER
+	RET
+
+// func dotQ4_0Tile8x2AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_0Tile8x2AVX2(SB), NOSPLIT, $64-136
+	MOVQ    w_base+0(FP), AX
+	MOVQ    rowBytes+24(FP), DX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (AX)(DX*4), CX
+	MOVQ    x_base+32(FP), SI
+	MOVQ    xStride+56(FP), DI
+	LEAQ    (DI)(DI*2), R8
+	MOVQ    aux_base+64(FP), R8
+	MOVQ    auxStride+88(FP), R9
+	SHLQ    $0x02, R9
+	LEAQ    (R9)(R9*2), R10
+	MOVQ    nb+96(FP), R10
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 32(SP)
+
+dotQ4_0Tile8x2AVX2_loop:
+	TESTQ          R10, R10
+	JZ             dotQ4_0Tile8x2AVX2_done
+	VPXOR          X0, X0, X0
+	VPINSRW        $0x00, (AX), X0, X0
+	VPINSRW        $0x01, (AX)(DX*1), X0, X0
+	VPINSRW        $0x02, (AX)(DX*2), X0, X0
+	VPINSRW        $0x03, (AX)(BX*1), X0, X0
+	VPINSRW        $0x04, (CX), X0, X0
+	VPINSRW        $0x05, (CX)(DX*1), X0, X0
+	VPINSRW        $0x06, (CX)(DX*2), X0, X0
+	VPINSRW        $0x07, (CX)(BX*1), X0, X0
+	VCVTPH2PS      X0, Y0
+	VBROADCASTI128 2(AX), Y1
+	VPSRLVQ        nibbleShifts<>+0(SB), Y1, Y1
+	VPAND          mask0F<>+0(SB), Y1, Y1
+	VBROADCASTI128 2(AX)(DX*1), Y2
+	VPSRLVQ        nibbleShifts<>+0(SB), Y2, Y2
+	VPAND          mask0F<>+0(SB), Y2, Y2
+	VBROADCASTI128 2(AX)(DX*2), Y3
+	VPSRLVQ        nibbleShifts<>+0(SB), Y3, Y3
+	VPAND          mask0F<>+0(SB), Y3, Y3
+	VBROADCASTI128 2(AX)(BX*1), Y4
+	VPSRLVQ        nibbleShifts<>+0(SB), Y4, Y4
+	VPAND          mask0F<>+0(SB), Y4, Y4
+	VBROADCASTI128 2(CX), Y5
+	VPSRLVQ        nibbleShifts<>+0(SB), Y5, Y5
+	VPAND          mask0F<>+0(SB), Y5, Y5
+	VBROADCASTI128 2(CX)(DX*1), Y6
+	VPSRLVQ        nibbleShifts<>+0(SB), Y6, Y6
+	VPAND          mask0F<>+0(SB), Y6, Y6
+	VBROADCASTI128 2(CX)(DX*2), Y7
+	VPSRLVQ        nibbleShifts<>+0(SB), Y7, Y7
+	VPAND          mask0F<>+0(SB), Y7, Y7
+	VBROADCASTI128 2(CX)(BX*1), Y8
+	VPSRLVQ        nibbleShifts<>+0(SB), Y8, Y8
+	VPAND          mask0F<>+0(SB), Y8, Y8
+	VMOVDQU        2(SI), Y9
+	VPMADDUBSW     Y9, Y1, Y10
+	VPMADDUBSW     Y9, Y2, Y11
+	VPUNPCKLWD     Y11, Y10, Y12
+	VPUNPCKHWD     Y11, Y10, Y10
+	VPADDW         Y10, Y12, Y12
+	VPMADDUBSW     Y9, Y3, Y10
+	VPMADDUBSW     Y9, Y4, Y11
+	VPUNPCKLWD     Y11, Y10, Y13
+	VPUNPCKHWD     Y11, Y10, Y10
+	VPADDW         Y10, Y13, Y13
+	VPUNPCKLDQ     Y13, Y12, Y10
+	VPUNPCKHDQ     Y13, Y12, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     Y9, Y5, Y11
+	VPMADDUBSW     Y9, Y6, Y12
+	VPUNPCKLWD     Y12, Y11, Y13
+	VPUNPCKHWD     Y12, Y11, Y11
+	VPADDW         Y11, Y13, Y13
+	VPMADDUBSW     Y9, Y7, Y11
+	VPMADDUBSW     Y9, Y8, Y9
+	VPUNPCKLWD     Y9, Y11, Y12
+	VPUNPCKHWD     Y9, Y11, Y9
+	VPADDW         Y9, Y12, Y12
+	VPUNPCKLDQ     Y12, Y13, Y9
+	VPUNPCKHDQ     Y12, Y13, Y11
+	VPADDW         Y11, Y9, Y9
+	VPUNPCKLQDQ    Y9, Y10, Y11
+	VPUNPCKHQDQ    Y9, Y10, Y9
+	VPADDW         Y9, Y11, Y11
+	VPMOVSXWD      X11, Y9
+	VEXTRACTI128   $0x01, Y11, X10
+	VPMOVSXWD      X10, Y10
+	VPADDD         Y10, Y9, Y9
+	VPBROADCASTD   (R8), Y10
+	VPSUBD         Y10, Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y0, Y9, Y9
+	VBROADCASTSS   4(R8), Y10
+	VMULPS         Y10, Y9, Y9
+	VADDPS         (SP), Y9, Y9
+	VMOVUPS        Y9, (SP)
+	VMOVDQU        2(SI)(DI*1), Y9
+	VPMADDUBSW     Y9, Y1, Y1
+	VPMADDUBSW     Y9, Y2, Y2
+	VPUNPCKLWD     Y2, Y1, Y10
+	VPUNPCKHWD     Y2, Y1, Y1
+	VPADDW         Y1, Y10, Y10
+	VPMADDUBSW     Y9, Y3, Y1
+	VPMADDUBSW     Y9, Y4, Y2
+	VPUNPCKLWD     Y2, Y1, Y3
+	VPUNPCKHWD     Y2, Y1, Y1
+	VPADDW         Y1, Y3, Y3
+	VPUNPCKLDQ     Y3, Y10, Y1
+	VPUNPCKHDQ     Y3, Y10, Y2
+	VPADDW         Y2, Y1, Y1
+	VPMADDUBSW     Y9, Y5, Y2
+	VPMADDUBSW     Y9, Y6, Y3
+	VPUNPCKLWD     Y3, Y2, Y4
+	VPUNPCKHWD     Y3, Y2, Y2
+	VPADDW         Y2, Y4, Y4
+	VPMADDUBSW     Y9, Y7, Y2
+	VPMADDUBSW     Y9, Y8, Y3
+	VPUNPCKLWD     Y3, Y2, Y5
+	VPUNPCKHWD     Y3, Y2, Y2
+	VPADDW         Y2, Y5, Y5
+	VPUNPCKLDQ     Y5, Y4, Y2
+	VPUNPCKHDQ     Y5, Y4, Y3
+	VPADDW         Y3, Y2, Y2
+	VPUNPCKLQDQ    Y2, Y1, Y3
+	VPUNPCKHQDQ    Y2, Y1, Y1
+	VPADDW         Y1, Y3, Y3
+	VPMOVSXWD      X3, Y1
+	VEXTRACTI128   $0x01, Y3, X2
+	VPMOVSXWD      X2, Y2
+	VPADDD         Y2, Y1, Y1
+	VPBROADCASTD   (R8)(R9*1), Y2
+	VPSUBD         Y2, Y1, Y1
+	VCVTDQ2PS      Y1, Y1
+	VMULPS         Y0, Y1, Y1
+	VBROADCASTSS   4(R8)(R9*1), Y0
+	VMULPS         Y0, Y1, Y1
+	VADDPS         32(SP), Y1, Y1
+	VMOVUPS        Y1, 32(SP)
+	ADDQ           $0x12, AX
+	ADDQ           $0x12, CX
+	ADDQ           $0x22, SI
+	ADDQ           $0x08, R8
+	DECQ           R10
+	JMP            dotQ4_0Tile8x2AVX2_loop
+
+dotQ4_0Tile8x2AVX2_done:
+	MOVQ    dst_base+104(FP), AX
+	MOVQ    dstStride+128(FP), CX
+	SHLQ    $0x02, CX
+	VMOVUPS (SP), Y0
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS 32(SP), Y0
+	VMOVUPS Y0, (AX)
+	VZEROUPPER
+	RET
+
+// func dotQ4_0Tile8x3AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_0Tile8x3AVX2(SB), NOSPLIT, $96-136
+	MOVQ    w_base+0(FP), AX
+	MOVQ    rowBytes+24(FP), DX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (AX)(DX*4), CX
+	MOVQ    x_base+32(FP), SI
+	MOVQ    xStride+56(FP), DI
+	LEAQ    (DI)(DI*2), R8
+	MOVQ    aux_base+64(FP), R8
+	MOVQ    auxStride+88(FP), R9
+	SHLQ    $0x02, R9
+	LEAQ    (R9)(R9*2), R10
+	MOVQ    nb+96(FP), R10
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 32(SP)
+	VMOVUPS Y0, 64(SP)
+
+dotQ4_0Tile8x3AVX2_loop:
+	TESTQ          R10, R10
+	JZ             dotQ4_0Tile8x3AVX2_done
+	VPXOR          X0, X0, X0
+	VPINSRW        $0x00, (AX), X0, X0
+	VPINSRW        $0x01, (AX)(DX*1), X0, X0
+	VPINSRW        $0x02, (AX)(DX*2), X0, X0
+	VPINSRW        $0x03, (AX)(BX*1), X0, X0
+	VPINSRW        $0x04, (CX), X0, X0
+	VPINSRW        $0x05, (CX)(DX*1), X0, X0
+	VPINSRW        $0x06, (CX)(DX*2), X0, X0
+	VPINSRW        $0x07, (CX)(BX*1), X0, X0
+	VCVTPH2PS      X0, Y0
+	VBROADCASTI128 2(AX), Y1
+	VPSRLVQ        nibbleShifts<>+0(SB), Y1, Y1
+	VPAND          mask0F<>+0(SB), Y1, Y1
+	VBROADCASTI128 2(AX)(DX*1), Y2
+	VPSRLVQ        nibbleShifts<>+0(SB), Y2, Y2
+	VPAND          mask0F<>+0(SB), Y2, Y2
+	VBROADCASTI128 2(AX)(DX*2), Y3
+	VPSRLVQ        nibbleShifts<>+0(SB), Y3, Y3
+	VPAND          mask0F<>+0(SB), Y3, Y3
+	VBROADCASTI128 2(AX)(BX*1), Y4
+	VPSRLVQ        nibbleShifts<>+0(SB), Y4, Y4
+	VPAND          mask0F<>+0(SB), Y4, Y4
+	VBROADCASTI128 2(CX), Y5
+	VPSRLVQ        nibbleShifts<>+0(SB), Y5, Y5
+	VPAND          mask0F<>+0(SB), Y5, Y5
+	VBROADCASTI128 2(CX)(DX*1), Y6
+	VPSRLVQ        nibbleShifts<>+0(SB), Y6, Y6
+	VPAND          mask0F<>+0(SB), Y6, Y6
+	VBROADCASTI128 2(CX)(DX*2), Y7
+	VPSRLVQ        nibbleShifts<>+0(SB), Y7, Y7
+	VPAND          mask0F<>+0(SB), Y7, Y7
+	VBROADCASTI128 2(CX)(BX*1), Y8
+	VPSRLVQ        nibbleShifts<>+0(SB), Y8, Y8
+	VPAND          mask0F<>+0(SB), Y8, Y8
+	VMOVDQU        2(SI), Y9
+	VPMADDUBSW     Y9, Y1, Y10
+	VPMADDUBSW     Y9, Y2, Y11
+	VPUNPCKLWD     Y11, Y10, Y12
+	VPUNPCKHWD     Y11, Y10, Y10
+	VPADDW         Y10, Y12, Y12
+	VPMADDUBSW     Y9, Y3, Y10
+	VPMADDUBSW     Y9, Y4, Y11
+	VPUNPCKLWD     Y11, Y10, Y13
+	VPUNPCKHWD     Y11, Y10, Y10
+	VPADDW         Y10, Y13, Y13
+	VPUNPCKLDQ     Y13, Y12, Y10
+	VPUNPCKHDQ     Y13, Y12, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     Y9, Y5, Y11
+	VPMADDUBSW     Y9, Y6, Y12
+	VPUNPCKLWD     Y12, Y11, Y13
+	VPUNPCKHWD     Y12, Y11, Y11
+	VPADDW         Y11, Y13, Y13
+	VPMADDUBSW     Y9, Y7, Y11
+	VPMADDUBSW     Y9, Y8, Y9
+	VPUNPCKLWD     Y9, Y11, Y12
+	VPUNPCKHWD     Y9, Y11, Y9
+	VPADDW         Y9, Y12, Y12
+	VPUNPCKLDQ     Y12, Y13, Y9
+	VPUNPCKHDQ     Y12, Y13, Y11
+	VPADDW         Y11, Y9, Y9
+	VPUNPCKLQDQ    Y9, Y10, Y11
+	VPUNPCKHQDQ    Y9, Y10, Y9
+	VPADDW         Y9, Y11, Y11
+	VPMOVSXWD      X11, Y9
+	VEXTRACTI128   $0x01, Y11, X10
+	VPMOVSXWD      X10, Y10
+	VPADDD         Y10, Y9, Y9
+	VPBROADCASTD   (R8), Y10
+	VPSUBD         Y10, Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y0, Y9, Y9
+	VBROADCASTSS   4(R8), Y10
+	VMULPS         Y10, Y9, Y9
+	VADDPS         (SP), Y9, Y9
+	VMOVUPS        Y9, (SP)
+	VMOVDQU        2(SI)(DI*1), Y9
+	VPMADDUBSW     Y9, Y1, Y10
+	VPMADDUBSW     Y9, Y2, Y11
+	VPUNPCKLWD     Y11, Y10, Y12
+	VPUNPCKHWD     Y11, Y10, Y10
+	VPADDW         Y10, Y12, Y12
+	VPMADDUBSW     Y9, Y3, Y10
+	VPMADDUBSW     Y9, Y4, Y11
+	VPUNPCKLWD     Y11, Y10, Y13
+	VPUNPCKHWD     Y11, Y10, Y10
+	VPADDW         Y10, Y13, Y13
+	VPUNPCKLDQ     Y13, Y12, Y10
+	VPUNPCKHDQ     Y13, Y12, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     Y9, Y5, Y11
+	VPMADDUBSW     Y9, Y6, Y12
+	VPUNPCKLWD     Y12, Y11, Y13
+	VPUNPCKHWD     Y12, Y11, Y11
+	VPADDW         Y11, Y13, Y13
+	VPMADDUBSW     Y9, Y7, Y11
+	VPMADDUBSW     Y9, Y8, Y9
+	VPUNPCKLWD     Y9, Y11, Y12
+	VPUNPCKHWD     Y9, Y11, Y9
+	VPADDW         Y9, Y12, Y12
+	VPUNPCKLDQ     Y12, Y13, Y9
+	VPUNPCKHDQ     Y12, Y13, Y11
+	VPADDW         Y11, Y9, Y9
+	VPUNPCKLQDQ    Y9, Y10, Y11
+	VPUNPCKHQDQ    Y9, Y10, Y9
+	VPADDW         Y9, Y11, Y11
+	VPMOVSXWD      X11, Y9
+	VEXTRACTI128   $0x01, Y11, X10
+	VPMOVSXWD      X10, Y10
+	VPADDD         Y10, Y9, Y9
+	VPBROADCASTD   (R8)(R9*1), Y10
+	VPSUBD         Y10, Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y0, Y9, Y9
+	VBROADCASTSS   4(R8)(R9*1), Y10
+	VMULPS         Y10, Y9, Y9
+	VADDPS         32(SP), Y9, Y9
+	VMOVUPS        Y9, 32(SP)
+	VMOVDQU        2(SI)(DI*2), Y9
+	VPMADDUBSW     Y9, Y1, Y1
+	VPMADDUBSW     Y9, Y2, Y2
+	VPUNPCKLWD     Y2, Y1, Y10
+	VPUNPCKHWD     Y2, Y1, Y1
+	VPADDW         Y1, Y10, Y10
+	VPMADDUBSW     Y9, Y3, Y1
+	VPMADDUBSW     Y9, Y4, Y2
+	VPUNPCKLWD     Y2, Y1, Y3
+	VPUNPCKHWD     Y2, Y1, Y1
+	VPADDW         Y1, Y3, Y3
+	VPUNPCKLDQ     Y3, Y10, Y1
+	VPUNPCKHDQ     Y3, Y10, Y2
+	VPADDW         Y2, Y1, Y1
+	VPMADDUBSW     Y9, Y5, Y2
+	VPMADDUBSW     Y9, Y6, Y3
+	VPUNPCKLWD     Y3, Y2, Y4
+	VPUNPCKHWD     Y3, Y2, Y2
+	VPADDW         Y2, Y4, Y4
+	VPMADDUBSW     Y9, Y7, Y2
+	VPMADDUBSW     Y9, Y8, Y3
+	VPUNPCKLWD     Y3, Y2, Y5
+	VPUNPCKHWD     Y3, Y2, Y2
+	VPADDW         Y2, Y5, Y5
+	VPUNPCKLDQ     Y5, Y4, Y2
+	VPUNPCKHDQ     Y5, Y4, Y3
+	VPADDW         Y3, Y2, Y2
+	VPUNPCKLQDQ    Y2, Y1, Y3
+	VPUNPCKHQDQ    Y2, Y1, Y1
+	VPADDW         Y1, Y3, Y3
+	VPMOVSXWD      X3, Y1
+	VEXTRACTI128   $0x01, Y3, X2
+	VPMOVSXWD      X2, Y2
+	VPADDD         Y2, Y1, Y1
+	VPBROADCASTD   (R8)(R9*2), Y2
+	VPSUBD         Y2, Y1, Y1
+	VCVTDQ2PS      Y1, Y1
+	VMULPS         Y0, Y1, Y1
+	VBROADCASTSS   4(R8)(R9*2), Y0
+	VMULPS         Y0, Y1, Y1
+	VADDPS         64(SP), Y1, Y1
+	VMOVUPS        Y1, 64(SP)
+	ADDQ           $0x12, AX
+	ADDQ           $0x12, CX
+	ADDQ           $0x22, SI
+	ADDQ           $0x08, R8
+	DECQ           R10
+	JMP            dotQ4_0Tile8x3AVX2_loop
+
+dotQ4_0Tile8x3AVX2_done:
+	MOVQ    dst_base+104(FP), AX
+	MOVQ    dstStride+128(FP), CX
+	SHLQ    $0x02, CX
+	VMOVUPS (SP), Y0
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS 32(SP), Y0
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS 64(SP), Y0
+	VMOVUPS Y0, (AX)
+	VZEROUPPER
+	RET
+
+// func dotQ4_0Tile8x4AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_0Tile8x4AVX2(SB), NOSPLIT, $128-136
+	MOVQ    w_base+0(FP), AX
+	MOVQ    rowBytes+24(FP), DX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (AX)(DX*4), CX
+	MOVQ    x_base+32(FP), SI
+	MOVQ    xStride+56(FP), DI
+	LEAQ    (DI)(DI*2), R8
+	MOVQ    aux_base+64(FP), R9
+	MOVQ    auxStride+88(FP), R10
+	SHLQ    $0x02, R10
+	LEAQ    (R10)(R10*2), R11
+	MOVQ    nb+96(FP), R12
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 32(SP)
+	VMOVUPS Y0, 64(SP)
+	VMOVUPS Y0, 96(SP)
+
+dotQ4_0Tile8x4AVX2_loop:
+	TESTQ          R12, R12
+	JZ             dotQ4_0Tile8x4AVX2_done
+	VPXOR          X0, X0, X0
+	VPINSRW        $0x00, (AX), X0, X0
+	VPINSRW        $0x01, (AX)(DX*1), X0, X0
+	VPINSRW        $0x02, (AX)(DX*2), X0, X0
+	VPINSRW        $0x03, (AX)(BX*1), X0, X0
+	VPINSRW        $0x04, (CX), X0, X0
+	VPINSRW        $0x05, (CX)(DX*1), X0, X0
+	VPINSRW        $0x06, (CX)(DX*2), X0, X0
+	VPINSRW        $0x07, (CX)(BX*1), X0, X0
+	VCVTPH2PS      X0, Y0
+	VBROADCASTI128 2(AX), Y1
+	VPSRLVQ        nibbleShifts<>+0(SB), Y1, Y1
+	VPAND          mask0F<>+0(SB), Y1, Y1
+	VBROADCASTI128 2(AX)(DX*1), Y2
+	VPSRLVQ        nibbleShifts<>+0(SB), Y2, Y2
+	VPAND          mask0F<>+0(SB), Y2, Y2
+	VBROADCASTI128 2(AX)(DX*2), Y3
+	VPSRLVQ        nibbleShifts<>+0(SB), Y3, Y3
+	VPAND          mask0F<>+0(SB), Y3, Y3
+	VBROADCASTI128 2(AX)(BX*1), Y4
+	VPSRLVQ        nibbleShifts<>+0(SB), Y4, Y4
+	VPAND          mask0F<>+0(SB), Y4, Y4
+	VBROADCASTI128 2(CX), Y5
+	VPSRLVQ        nibbleShifts<>+0(SB), Y5, Y5
+	VPAND          mask0F<>+0(SB), Y5, Y5
+	VBROADCASTI128 2(CX)(DX*1), Y6
+	VPSRLVQ        nibbleShifts<>+0(SB), Y6, Y6
+	VPAND          mask0F<>+0(SB), Y6, Y6
+	VBROADCASTI128 2(CX)(DX*2), Y7
+	VPSRLVQ        nibbleShifts<>+0(SB), Y7, Y7
+	VPAND          mask0F<>+0(SB), Y7, Y7
+	VBROADCASTI128 2(CX)(BX*1), Y8
+	VPSRLVQ        nibbleShifts<>+0(SB), Y8, Y8
+	VPAND          mask0F<>+0(SB), Y8, Y8
+	VMOVDQU        2(SI), Y9
+	VPMADDUBSW     Y9, Y1, Y10
+	VPMADDUBSW     Y9, Y2, Y11
+	VPUNPCKLWD     Y11, Y10, Y12
+	VPUNPCKHWD     Y11, Y10, Y10
+	VPADDW         Y10, Y12, Y12
+	VPMADDUBSW     Y9, Y3, Y10
+	VPMADDUBSW     Y9, Y4, Y11
+	VPUNPCKLWD     Y11, Y10, Y13
+	VPUNPCKHWD     Y11, Y10, Y10
+	VPADDW         Y10, Y13, Y13
+	VPUNPCKLDQ     Y13, Y12, Y10
+	VPUNPCKHDQ     Y13, Y12, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     Y9, Y5, Y11
+	VPMADDUBSW     Y9, Y6, Y12
+	VPUNPCKLWD     Y12, Y11, Y13
+	VPUNPCKHWD     Y12, Y11, Y11
+	VPADDW         Y11, Y13, Y13
+	VPMADDUBSW     Y9, Y7, Y11
+	VPMADDUBSW     Y9, Y8, Y9
+	VPUNPCKLWD     Y9, Y11, Y12
+	VPUNPCKHWD     Y9, Y11, Y9
+	VPADDW         Y9, Y12, Y12
+	VPUNPCKLDQ     Y12, Y13, Y9
+	VPUNPCKHDQ     Y12, Y13, Y11
+	VPADDW         Y11, Y9, Y9
+	VPUNPCKLQDQ    Y9, Y10, Y11
+	VPUNPCKHQDQ    Y9, Y10, Y9
+	VPADDW         Y9, Y11, Y11
+	VPMOVSXWD      X11, Y9
+	VEXTRACTI128   $0x01, Y11, X10
+	VPMOVSXWD      X10, Y10
+	VPADDD         Y10, Y9, Y9
+	VPBROADCASTD   (R9), Y10
+	VPSUBD         Y10, Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y0, Y9, Y9
+	VBROADCASTSS   4(R9), Y10
+	VMULPS         Y10, Y9, Y9
+	VADDPS         (SP), Y9, Y9
+	VMOVUPS        Y9, (SP)
+	VMOVDQU        2(SI)(DI*1), Y9
+	VPMADDUBSW     Y9, Y1, Y10
+	VPMADDUBSW     Y9, Y2, Y11
+	VPUNPCKLWD     Y11, Y10, Y12
+	VPUNPCKHWD     Y11, Y10, Y10
+	VPADDW         Y10, Y12, Y12
+	VPMADDUBSW     Y9, Y3, Y10
+	VPMADDUBSW     Y9, Y4, Y11
+	VPUNPCKLWD     Y11, Y10, Y13
+	VPUNPCKHWD     Y11, Y10, Y10
+	VPADDW         Y10, Y13, Y13
+	VPUNPCKLDQ     Y13, Y12, Y10
+	VPUNPCKHDQ     Y13, Y12, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     Y9, Y5, Y11
+	VPMADDUBSW     Y9, Y6, Y12
+	VPUNPCKLWD     Y12, Y11, Y13
+	VPUNPCKHWD     Y12, Y11, Y11
+	VPADDW         Y11, Y13, Y13
+	VPMADDUBSW     Y9, Y7, Y11
+	VPMADDUBSW     Y9, Y8, Y9
+	VPUNPCKLWD     Y9, Y11, Y12
+	VPUNPCKHWD     Y9, Y11, Y9
+	VPADDW         Y9, Y12, Y12
+	VPUNPCKLDQ     Y12, Y13, Y9
+	VPUNPCKHDQ     Y12, Y13, Y11
+	VPADDW         Y11, Y9, Y9
+	VPUNPCKLQDQ    Y9, Y10, Y11
+	VPUNPCKHQDQ    Y9, Y10, Y9
+	VPADDW         Y9, Y11, Y11
+	VPMOVSXWD      X11, Y9
+	VEXTRACTI128   $0x01, Y11, X10
+	VPMOVSXWD      X10, Y10
+	VPADDD         Y10, Y9, Y9
+	VPBROADCASTD   (R9)(R10*1), Y10
+	VPSUBD         Y10, Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y0, Y9, Y9
+	VBROADCASTSS   4(R9)(R10*1), Y10
+	VMULPS         Y10, Y9, Y9
+	VADDPS         32(SP), Y9, Y9
+	VMOVUPS        Y9, 32(SP)
+	VMOVDQU        2(SI)(DI*2), Y9
+	VPMADDUBSW     Y9, Y1, Y10
+	VPMADDUBSW     Y9, Y2, Y11
+	VPUNPCKLWD     Y11, Y10, Y12
+	VPUNPCKHWD     Y11, Y10, Y10
+	VPADDW         Y10, Y12, Y12
+	VPMADDUBSW     Y9, Y3, Y10
+	VPMADDUBSW     Y9, Y4, Y11
+	VPUNPCKLWD     Y11, Y10, Y13
+	VPUNPCKHWD     Y11, Y10, Y10
+	VPADDW         Y10, Y13, Y13
+	VPUNPCKLDQ     Y13, Y12, Y10
+	VPUNPCKHDQ     Y13, Y12, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     Y9, Y5, Y11
+	VPMADDUBSW     Y9, Y6, Y12
+	VPUNPCKLWD     Y12, Y11, Y13
+	VPUNPCKHWD     Y12, Y11, Y11
+	VPADDW         Y11, Y13, Y13
+	VPMADDUBSW     Y9, Y7, Y11
+	VPMADDUBSW     Y9, Y8, Y9
+	VPUNPCKLWD     Y9, Y11, Y12
+	VPUNPCKHWD     Y9, Y11, Y9
+	VPADDW         Y9, Y12, Y12
+	VPUNPCKLDQ     Y12, Y13, Y9
+	VPUNPCKHDQ     Y12, Y13, Y11
+	VPADDW         Y11, Y9, Y9
+	VPUNPCKLQDQ    Y9, Y10, Y11
+	VPUNPCKHQDQ    Y9, Y10, Y9
+	VPADDW         Y9, Y11, Y11
+	VPMOVSXWD      X11, Y9
+	VEXTRACTI128   $0x01, Y11, X10
+	VPMOVSXWD      X10, Y10
+	VPADDD         Y10, Y9, Y9
+	VPBROADCASTD   (R9)(R10*2), Y10
+	VPSUBD         Y10, Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y0, Y9, Y9
+	VBROADCASTSS   4(R9)(R10*2), Y10
+	VMULPS         Y10, Y9, Y9
+	VADDPS         64(SP), Y9, Y9
+	VMOVUPS        Y9, 64(SP)
+	VMOVDQU        2(SI)(R8*1), Y9
+	VPMADDUBSW     Y9, Y1, Y1
+	VPMADDUBSW     Y9, Y2, Y2
+	VPUNPCKLWD     Y2, Y1, Y10
+	VPUNPCKHWD     Y2, Y1, Y1
+	VPADDW         Y1, Y10, Y10
+	VPMADDUBSW     Y9, Y3, Y1
+	VPMADDUBSW     Y9, Y4, Y2
+	VPUNPCKLWD     Y2, Y1, Y3
+	VPUNPCKHWD     Y2, Y1, Y1
+	VPADDW         Y1, Y3, Y3
+	VPUNPCKLDQ     Y3, Y10, Y1
+	VPUNPCKHDQ     Y3, Y10, Y2
+	VPADDW         Y2, Y1, Y1
+	VPMADDUBSW     Y9, Y5, Y2
+	VPMADDUBSW     Y9, Y6, Y3
+	VPUNPCKLWD     Y3, Y2, Y4
+	VPUNPCKHWD     Y3, Y2, Y2
+	VPADDW         Y2, Y4, Y4
+	VPMADDUBSW     Y9, Y7, Y2
+	VPMADDUBSW     Y9, Y8, Y3
+	VPUNPCKLWD     Y3, Y2, Y5
+	VPUNPCKHWD     Y3, Y2, Y2
+	VPADDW         Y2, Y5, Y5
+	VPUNPCKLDQ     Y5, Y4, Y2
+	VPUNPCKHDQ     Y5, Y4, Y3
+	VPADDW         Y3, Y2, Y2
+	VPUNPCKLQDQ    Y2, Y1, Y3
+	VPUNPCKHQDQ    Y2, Y1, Y1
+	VPADDW         Y1, Y3, Y3
+	VPMOVSXWD      X3, Y1
+	VEXTRACTI128   $0x01, Y3, X2
+	VPMOVSXWD      X2, Y2
+	VPADDD         Y2, Y1, Y1
+	VPBROADCASTD   (R9)(R11*1), Y2
+	VPSUBD         Y2, Y1, Y1
+	VCVTDQ2PS      Y1, Y1
+	VMULPS         Y0, Y1, Y1
+	VBROADCASTSS   4(R9)(R11*1), Y0
+	VMULPS         Y0, Y1, Y1
+	VADDPS         96(SP), Y1, Y1
+	VMOVUPS        Y1, 96(SP)
+	ADDQ           $0x12, AX
+	ADDQ           $0x12, CX
+	ADDQ           $0x22, SI
+	ADDQ           $0x08, R9
+	DECQ           R12
+	JMP            dotQ4_0Tile8x4AVX2_loop
+
+dotQ4_0Tile8x4AVX2_done:
+	MOVQ    dst_base+104(FP), AX
+	MOVQ    dstStride+128(FP), CX
+	SHLQ    $0x02, CX
+	VMOVUPS (SP), Y0
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS 32(SP), Y0
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS 64(SP), Y0
+	VMOVUPS Y0, (AX)
+	ADDQ    CX, AX
+	VMOVUPS 96(SP), Y0
+	VMOVUPS Y0, (AX)
+	VZEROUPPER
+	RET
+
 // func dotF32AVX2(w []byte, x []byte, n int) (sum float64, abs float32)
 // Requires: AVX, AVX2, SSE, SSE2
 TEXT ·dotF32AVX2(SB), NOSPLIT, $0-68

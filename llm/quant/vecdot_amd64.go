@@ -20,6 +20,7 @@ type kernelSet struct {
 	usable  bool
 	kernels [numTypes]VecDotFunc
 	rows    [numTypes]vecDotRowsFunc // optional multi-row versions of kernels
+	tile    [numTypes]vecDotTileFunc // optional rows × tokens versions
 }
 
 // The kernels also use F16C (VCVTPH2PS) for the half-precision scales; every
@@ -44,6 +45,8 @@ var kernelSets = []kernelSet{
 		Q8_0: func(n int, w, x []byte, dst []float32) { dotQ8_0RowsAVX2(w, x, n/QK, dst) },
 		Q4_K: func(n int, w, x []byte, dst []float32) { dotQ4KRowsAVX2(w, x, n/QKK, dst) },
 		Q6_K: func(n int, w, x []byte, dst []float32) { dotQ6KRowsAVX2(w, x, n/QKK, dst) },
+	}, tile: [numTypes]vecDotTileFunc{
+		Q4_0: tileQ4_0AVX2,
 	}},
 }
 
@@ -56,6 +59,7 @@ func init() {
 			if k != nil {
 				vecDotKernels[t] = k
 				vecDotRowsKernels[t] = s.rows[t] // nil: VecDotRows loops over k
+				vecDotTileKernels[t] = s.tile[t] // nil: VecDotTile loops over tokens
 			}
 		}
 	}

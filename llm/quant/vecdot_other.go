@@ -9,6 +9,7 @@ type kernelSet struct {
 	usable  bool
 	kernels [numTypes]VecDotFunc
 	rows    [numTypes]vecDotRowsFunc // optional multi-row versions of kernels
+	tile    [numTypes]vecDotTileFunc // optional rows × tokens versions
 }
 
 var kernelSets []kernelSet

@@ -77,6 +77,7 @@ func main() {
 	genQ4_0()
 	genQ4K()
 	genQ6K()
+	genTiles()
 	genFloat("dotF32AVX2", f32)
 	genFloat("dotF16AVX2", f16)
 	genFloat("dotBF16AVX2", bf16)

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// The tile kernels compute 8 weight rows against T tokens at once. Each
+// vector lane holds one weight row, so the reference's sequential float32
+// sum over blocks becomes one VADDPS per block for 8 rows (every lane keeps
+// its own row's order exactly), and each weight block is unpacked once for
+// all T tokens.
+
+var (
+	bytes80      Mem // 0x80 in every byte: int8 to offset-128 uint8
+	nibbleShifts Mem // shifts the high 128 bits' qwords right by 4
+)
+
+func tileConstants() {
+	bytes80 = constBytes("bytes80", repeat([]byte{0x80}, 32))
+	nibbleShifts = constBytes("nibbleShifts", append(make([]byte, 16), 4, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0))
+}
+
+// tileAddr addresses 8 rows (or 4 tokens) at a fixed stride: base0 + i*stride
+// for i < 4, base4 + (i-4)*stride above, with stride3 = 3*stride.
+type tileAddr struct {
+	base0, base4, stride, stride3 Register
+}
+
+func (a tileAddr) at(i, disp int) Mem {
+	base := a.base0
+	if i >= 4 {
+		base = a.base4
+		i -= 4
+	}
+	switch i {
+	case 0:
+		return Mem{Base: base, Disp: disp}
+	case 1:
+		return Mem{Base: base, Index: a.stride, Scale: 1, Disp: disp}
+	case 2:
+		return Mem{Base: base, Index: a.stride, Scale: 2, Disp: disp}
+	default:
+		return Mem{Base: base, Index: a.stride3, Scale: 1, Disp: disp}
+	}
+}
+
+// transposeSumW reduces 8 int16x16 vectors p(r) (row r's pair sums) to one
+// vector whose word r of each 128-bit lane is the sum of that lane's 8 words
+// of p(r): three unpack-and-add levels, each level's sums within int16 by the
+// callers' bounds. p is called in row order as the tree needs its vectors,
+// so that no more than 5 are live at once (8 more registers hold weights).
+func transposeSumW(p func(r int) VecVirtual) VecVirtual {
+	add := func(a, b VecVirtual, lo, hi func(...Op)) VecVirtual {
+		l, h := YMM(), YMM()
+		lo(b, a, l)
+		hi(b, a, h)
+		VPADDW(h, l, l)
+		return l
+	}
+	level1 := func(r int) VecVirtual { return add(p(r), p(r+1), VPUNPCKLWD, VPUNPCKHWD) }
+	level2 := func(r int) VecVirtual {
+		a := level1(r)
+		return add(a, level1(r+2), VPUNPCKLDQ, VPUNPCKHDQ)
+	}
+	b := level2(0)
+	return add(b, level2(4), VPUNPCKLQDQ, VPUNPCKHQDQ)
+}
+
+// genQ8_0TileAux emits q8_0TileAuxAVX2, which precomputes, once per token,
+// what every 8-row group of a Q4_0 tile needs of each activation block:
+// 8*Σx as an int32 (the nibbles' -8 offset, applied once per row sum rather
+// than per product) and d_x as a float32.
+func genQ8_0TileAux() {
+	TEXT("q8_0TileAuxAVX2", NOSPLIT, "func(x []byte, nb int, aux []uint32)")
+	Pragma("noescape")
+	Doc("q8_0TileAuxAVX2 sets aux[2b] to 8 times the sum of the quants of Q8_0 block b of x (an int32) and aux[2b+1] to its scale as float32 bits, for nb blocks (AVX2, F16C).")
+	x := Load(Param("x").Base(), GP64())
+	nb := Load(Param("nb"), GP64())
+	a := Load(Param("aux").Base(), GP64())
+	c80, zero := YMM(), YMM()
+	VMOVDQU(bytes80, c80)
+	VPXOR(zero, zero, zero)
+	Label("q8_0TileAux_loop")
+	TESTQ(nb, nb)
+	JZ(LabelRef("q8_0TileAux_done"))
+	// x+128 is unsigned, so VPSADBW against zero sums it: Σx = Σ(x+128) - 4096.
+	u := YMM()
+	VPXOR(Mem{Base: x, Disp: 2}, c80, u)
+	VPSADBW(zero, u, u)
+	s, t := XMM(), XMM()
+	VEXTRACTI128(Imm(1), u, s)
+	VPADDQ(u.AsX(), s, s)
+	VPSHUFD(Imm(0x4e), s, t)
+	VPADDQ(t, s, s)
+	sum := GP32()
+	VMOVD(s, sum)
+	SUBL(U32(32*128), sum)
+	SHLL(Imm(3), sum)
+	MOVL(sum, Mem{Base: a})
+	h := GP32()
+	MOVWLZX(Mem{Base: x}, h)
+	d := XMM()
+	VMOVD(h, d)
+	VCVTPH2PS(d, d)
+	VMOVSS(d, Mem{Base: a, Disp: 4})
+	ADDQ(Imm(q8_0Bytes), x)
+	ADDQ(Imm(8), a)
+	DECQ(nb)
+	JMP(LabelRef("q8_0TileAux_loop"))
+	Label("q8_0TileAux_done")
+	VZEROUPPER()
+	RET()
+}
+
+// genQ4_0Tile emits dotQ4_0Tile8x<T>AVX2: 8 Q4_0 rows × T Q8_0 tokens.
+//
+// Per block and row, the unsigned nibbles q (low nibbles in the low 128 bits,
+// high nibbles in the high 128, matching x's element order) meet each token
+// in one VPMADDUBSW: int16 pair sums of q*x, |.| ≤ 2*15*128. The 8 rows'
+// vectors are transposed and added in int16 (16 elements, |.| ≤ 30720),
+// leaving in word r of each 128-bit half row r's sum over that half; the
+// halves are widened and added, and 8*Σx (from q8_0TileAuxAVX2) subtracted:
+// the exact Σ(q-8)*x of each row. Then float32(float32(isum)*d_w)*d_x is
+// added to the token's accumulator, the reference's order.
+func genQ4_0Tile(T int) {
+	name := fmt.Sprintf("dotQ4_0Tile8x%dAVX2", T)
+	TEXT(name, NOSPLIT, "func(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < %d (xStride apart in x, its q8_0TileAuxAVX2 output auxStride apart in aux), nb blocks each (AVX2, F16C).", name, T))
+	acc := AllocLocal(32 * T)
+
+	wa := tileAddr{base0: Load(Param("w").Base(), GP64()), base4: GP64(), stride: Load(Param("rowBytes"), GP64()), stride3: GP64()}
+	LEAQ(Mem{Base: wa.stride, Index: wa.stride, Scale: 2}, wa.stride3)
+	LEAQ(Mem{Base: wa.base0, Index: wa.stride, Scale: 4}, wa.base4)
+	xa := tileAddr{base0: Load(Param("x").Base(), GP64()), stride: Load(Param("xStride"), GP64()), stride3: GP64()}
+	LEAQ(Mem{Base: xa.stride, Index: xa.stride, Scale: 2}, xa.stride3)
+	aa := tileAddr{base0: Load(Param("aux").Base(), GP64()), stride: Load(Param("auxStride"), GP64()), stride3: GP64()}
+	SHLQ(Imm(2), aa.stride)
+	LEAQ(Mem{Base: aa.stride, Index: aa.stride, Scale: 2}, aa.stride3)
+	nb := Load(Param("nb"), GP64())
+
+	z := YMM()
+	VXORPS(z, z, z)
+	for t := 0; t < T; t++ {
+		VMOVUPS(z, acc.Offset(32*t))
+	}
+
+	Label(name + "_loop")
+	TESTQ(nb, nb)
+	JZ(LabelRef(name + "_done"))
+	{
+		sc := XMM()
+		VPXOR(sc, sc, sc)
+		for r := 0; r < 8; r++ {
+			VPINSRW(Imm(uint64(r)), wa.at(r, 0), sc, sc)
+		}
+		dw := YMM()
+		VCVTPH2PS(sc, dw)
+
+		var q [8]VecVirtual
+		for r := range q {
+			q[r] = YMM()
+			VBROADCASTI128(wa.at(r, 2), q[r])
+			VPSRLVQ(nibbleShifts, q[r], q[r])
+			VPAND(mask0F, q[r], q[r])
+		}
+		for t := 0; t < T; t++ {
+			xv := YMM()
+			VMOVDQU(xa.at(t, 2), xv)
+			y := transposeSumW(func(r int) VecVirtual {
+				p := YMM()
+				VPMADDUBSW(xv, q[r], p)
+				return p
+			})
+			lo, hi := YMM(), YMM()
+			VPMOVSXWD(y.AsX(), lo)
+			VEXTRACTI128(Imm(1), y, hi.AsX())
+			VPMOVSXWD(hi.AsX(), hi)
+			VPADDD(hi, lo, lo)
+			o := YMM()
+			VPBROADCASTD(aa.at(t, 0), o)
+			VPSUBD(o, lo, lo)
+			f := YMM()
+			VCVTDQ2PS(lo, f)
+			VMULPS(dw, f, f)
+			dx := YMM()
+			VBROADCASTSS(aa.at(t, 4), dx)
+			VMULPS(dx, f, f)
+			VADDPS(acc.Offset(32*t), f, f)
+			VMOVUPS(f, acc.Offset(32*t))
+		}
+		ADDQ(Imm(q4_0Bytes), wa.base0)
+		ADDQ(Imm(q4_0Bytes), wa.base4)
+		ADDQ(Imm(q8_0Bytes), xa.base0)
+		ADDQ(Imm(8), aa.base0)
+		DECQ(nb)
+		JMP(LabelRef(name + "_loop"))
+	}
+	Label(name + "_done")
+	storeTile(acc, T)
+	VZEROUPPER()
+	RET()
+}
+
+// storeTile copies the T accumulators of 8 floats to dst, dstStride floats
+// apart.
+func storeTile(acc Mem, T int) {
+	d := Load(Param("dst").Base(), GP64())
+	ds := Load(Param("dstStride"), GP64())
+	SHLQ(Imm(2), ds)
+	for t := 0; t < T; t++ {
+		v := YMM()
+		VMOVUPS(acc.Offset(32*t), v)
+		VMOVUPS(v, Mem{Base: d})
+		if t+1 < T {
+			ADDQ(ds, d)
+		}
+	}
+}
+
+func genTiles() {
+	tileConstants()
+	genQ8_0TileAux()
+	for T := 1; T <= 4; T++ {
+		genQ4_0Tile(T)
+	}
+}

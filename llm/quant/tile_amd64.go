@@ -1,0 +1,50 @@
+//go:build !purego
+
+package quant
+
+import "sync"
+
+// tileAuxPool recycles the per-call activation summaries of the Q4_0 tile
+// kernels, which a model's matrix products would otherwise allocate per call.
+var tileAuxPool = sync.Pool{New: func() any { return new([]uint32) }}
+
+var q4_0Tiles = [4]func(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int){
+	dotQ4_0Tile8x1AVX2, dotQ4_0Tile8x2AVX2, dotQ4_0Tile8x3AVX2, dotQ4_0Tile8x4AVX2,
+}
+
+// tileQ4_0AVX2 covers the tile with 8-row × up-to-4-token kernels, rows
+// outer so that 8 rows' weights stay in L1 while every token passes over
+// them; rows beyond a multiple of 8 go to the multi-row kernel token by
+// token. Each token's block sums and scales are computed once, up front.
+func tileQ4_0AVX2(n int, w, x []byte, xStride, tokens int, dst []float32, dstStride int) {
+	nb := n / QK
+	rowBytes, xBytes := nb*q4_0Bytes, nb*q8_0Bytes
+	rows := len(w) / rowBytes
+	full := rows &^ 7
+	if full > 0 {
+		bufp := tileAuxPool.Get().(*[]uint32)
+		auxStride := 2 * nb
+		if cap(*bufp) < tokens*auxStride {
+			*bufp = make([]uint32, tokens*auxStride)
+		}
+		aux := (*bufp)[:tokens*auxStride]
+		for t := 0; t < tokens; t++ {
+			q8_0TileAuxAVX2(x[t*xStride:t*xStride+xBytes], nb, aux[t*auxStride:(t+1)*auxStride])
+		}
+		for r := 0; r < full; r += 8 {
+			wr := w[r*rowBytes : (r+8)*rowBytes]
+			for t := 0; t < tokens; t += 4 {
+				T := min(4, tokens-t)
+				q4_0Tiles[T-1](wr, rowBytes, x[t*xStride:(t+T-1)*xStride+xBytes], xStride,
+					aux[t*auxStride:(t+T)*auxStride], auxStride, nb, dst[t*dstStride+r:(t+T-1)*dstStride+r+8], dstStride)
+			}
+		}
+		tileAuxPool.Put(bufp)
+	}
+	if full == rows {
+		return
+	}
+	for t := 0; t < tokens; t++ {
+		dotQ4_0RowsAVX2(w[full*rowBytes:], x[t*xStride:t*xStride+xBytes], nb, dst[t*dstStride+full:t*dstStride+rows])
+	}
+}
