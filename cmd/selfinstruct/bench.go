@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,18 +28,23 @@ type benchFlags struct {
 	model   string
 	nPrompt int
 	nGen    int
-	threads int
+	threads string
+	seqs    string
 	reps    int
 	jsonOut bool
+	noBW    bool
 }
 
-// benchResult is one test of `bench`, shaped like a llama-bench JSON record.
+// benchResult is one test of `bench`, shaped like a llama-bench JSON record,
+// with the number of sequences run together and the memory-bandwidth bound
+// added.
 type benchResult struct {
 	Model     string    `json:"model_filename"`
 	ModelType string    `json:"model_type"`
 	ModelSize int64     `json:"model_size"`
 	Params    int64     `json:"model_n_params"`
 	Threads   int       `json:"n_threads"`
+	Seqs      int       `json:"n_seq"`
 	Test      string    `json:"test"`
 	NPrompt   int       `json:"n_prompt"`
 	NGen      int       `json:"n_gen"`
@@ -42,6 +53,14 @@ type benchResult struct {
 	AvgTS     float64   `json:"avg_ts"`
 	StddevTS  float64   `json:"stddev_ts"`
 	SamplesTS []float64 `json:"samples_ts"`
+	// WeightBytes is what one forward pass reads of the weights (every
+	// matrix but the embedding table, of which it reads one row per token).
+	WeightBytes int64 `json:"weight_bytes"`
+	// MemReadGBs is the read bandwidth measured with n_threads threads, and
+	// BoundTS the generation rate it allows when every step streams the
+	// weights once for all n_seq sequences (0 for pp tests or --no-bandwidth).
+	MemReadGBs float64 `json:"mem_read_gbs,omitempty"`
+	BoundTS    float64 `json:"bound_ts,omitempty"`
 }
 
 func newBenchCmd() *cobra.Command {
@@ -49,13 +68,24 @@ func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench --model M.gguf",
 		Short: "Measure prompt-processing and generation speed of a GGUF model, like llama-bench",
-		Long: `Runs llama-bench's two tests on the local engine:
+		Long: `Runs llama-bench's two tests on the local engine, for each thread count of
+--threads and each number of sequences of --seqs:
 
-  ppN  evaluate N random tokens as one batch in an empty context (prompt processing)
-  tgN  generate N tokens one at a time from an empty context (text generation)
+  ppN  evaluate N random tokens in an empty context (prompt processing); with
+       S sequences, S prompts of N tokens go through the model as one batch
+  tgN  generate N tokens one step at a time from an empty context; with S
+       sequences, every step evaluates one token of each of S sequences in one
+       forward pass (continuous batching, as the local teacher does with
+       --concurrency S) and t/s is the aggregate over the S sequences
 
 Each test runs --repetitions times after one warm-up run; the table shows the
-mean tokens per second and its standard deviation.`,
+mean tokens per second and its standard deviation.
+
+Generation on a CPU is bound by memory bandwidth: every step reads all the
+weights. bench measures the read bandwidth with each thread count (a 1 GiB
+buffer summed by that many goroutines, best of several passes) and prints
+the rate that bandwidth allows, S × bandwidth ÷ bytes of weights per step,
+next to each tg result (--no-bandwidth skips it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, &fl) },
 	}
@@ -63,10 +93,25 @@ mean tokens per second and its standard deviation.`,
 	f.StringVarP(&fl.model, "model", "m", "", "GGUF model file (required)")
 	f.IntVarP(&fl.nPrompt, "n-prompt", "p", 512, "prompt tokens for the pp test (0 skips it)")
 	f.IntVarP(&fl.nGen, "n-gen", "n", 128, "generated tokens for the tg test (0 skips it)")
-	f.IntVarP(&fl.threads, "threads", "t", 0, "threads (default: all cores)")
+	f.StringVarP(&fl.threads, "threads", "t", "", "comma-separated thread counts (default: 1 and all cores)")
+	f.StringVarP(&fl.seqs, "seqs", "s", "1", "comma-separated numbers of sequences evaluated together, e.g. 1,4,8,16")
 	f.IntVarP(&fl.reps, "repetitions", "r", 5, "repetitions of each test")
 	f.BoolVar(&fl.jsonOut, "json", false, "print a JSON array of results")
+	f.BoolVar(&fl.noBW, "no-bandwidth", false, "skip the memory-bandwidth measurement")
 	return cmd
+}
+
+// parseCounts reads a comma-separated list of positive integers.
+func parseCounts(flag, s string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("bench: %s %q: want comma-separated positive integers", flag, s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func runBench(cmd *cobra.Command, fl *benchFlags) error {
@@ -77,15 +122,25 @@ func runBench(cmd *cobra.Command, fl *benchFlags) error {
 	if fl.nPrompt < 0 || fl.nGen < 0 || fl.reps < 1 || fl.nPrompt+fl.nGen == 0 {
 		return withCode(exitBadInput, errors.New("bench: need -p >= 0, -n >= 0 (not both 0) and -r >= 1"))
 	}
+	if fl.threads == "" {
+		fl.threads = "1"
+		if n := runtime.NumCPU(); n > 1 {
+			fl.threads += "," + strconv.Itoa(n)
+		}
+	}
+	threadCounts, err := parseCounts("--threads", fl.threads)
+	if err != nil {
+		return withCode(exitBadInput, err)
+	}
+	seqCounts, err := parseCounts("--seqs", fl.seqs)
+	if err != nil {
+		return withCode(exitBadInput, err)
+	}
 	f, err := gguf.Open(fl.model)
 	if err != nil {
 		return withCode(exitBadInput, err)
 	}
 	defer f.Close()
-	m, err := model.Load(f, model.Options{Threads: fl.threads})
-	if err != nil {
-		return withCode(exitBadInput, fmt.Errorf("%s: %w", fl.model, err))
-	}
 	st, err := os.Stat(fl.model)
 	if err != nil {
 		return err
@@ -94,26 +149,99 @@ func runBench(cmd *cobra.Command, fl *benchFlags) error {
 	for _, t := range f.Tensors {
 		params += int64(t.Elements())
 	}
-	base := benchResult{
-		Model:     filepath.Base(fl.model),
-		ModelType: fmt.Sprintf("%s %dL %dd", m.HP.Arch, m.HP.Layers, m.HP.Embd),
-		ModelSize: st.Size(),
-		Params:    params,
-		Threads:   m.Threads(),
-	}
-	sess, err := m.NewSession(max(fl.nPrompt, fl.nGen, 1))
-	if err != nil {
-		return err
-	}
-	defer sess.Close()
 
+	var results []benchResult
+	for _, threads := range threadCounts {
+		m, err := model.Load(f, model.Options{Threads: threads})
+		if err != nil {
+			return withCode(exitBadInput, fmt.Errorf("%s: %w", fl.model, err))
+		}
+		base := benchResult{
+			Model:       filepath.Base(fl.model),
+			ModelType:   fmt.Sprintf("%s %dL %dd", m.HP.Arch, m.HP.Layers, m.HP.Embd),
+			ModelSize:   st.Size(),
+			Params:      params,
+			Threads:     m.Threads(),
+			WeightBytes: weightBytesPerStep(m),
+		}
+		if !fl.noBW {
+			base.MemReadGBs = measureReadBandwidth(threads, bandwidthBuffer) / 1e9
+		}
+		for _, seqs := range seqCounts {
+			rs, err := benchModel(ctx, m, base, seqs, fl)
+			if err != nil {
+				return err
+			}
+			results = append(results, rs...)
+		}
+	}
+
+	out := cmd.OutOrStdout()
+	if fl.jsonOut {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(results)
+	}
+	fmt.Fprintf(out, "| %-24s | %10s | %8s | %7s | %5s | %8s | %16s | %18s |\n", "model", "size", "params", "threads", "seqs", "test", "t/s", "bandwidth bound")
+	fmt.Fprintf(out, "| %-24s | %10s | %8s | %7s | %5s | %8s | %16s | %18s |\n", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:")
+	for _, r := range results {
+		bound := ""
+		if r.BoundTS > 0 {
+			bound = fmt.Sprintf("%.1f (%.1f GB/s)", r.BoundTS, r.MemReadGBs)
+		}
+		fmt.Fprintf(out, "| %-24s | %10s | %8s | %7d | %5d | %8s | %16s | %18s |\n", r.Model, humanBytes(r.ModelSize), humanCount(r.Params),
+			r.Threads, r.Seqs, r.Test, fmt.Sprintf("%.2f ± %.2f", r.AvgTS, r.StddevTS), bound)
+	}
+	return nil
+}
+
+// benchModel runs the pp and tg tests with seqs sequences evaluated
+// together through one Batcher.
+func benchModel(ctx context.Context, m *model.Model, base benchResult, seqs int, fl *benchFlags) ([]benchResult, error) {
+	nCtx := max(fl.nPrompt, fl.nGen, 1)
+	sessions := make([]*model.Session, seqs)
+	for i := range sessions {
+		s, err := m.NewSession(nCtx)
+		if err != nil {
+			return nil, err
+		}
+		defer s.Close()
+		sessions[i] = s
+	}
+	batcher, err := m.NewBatcher(seqs * max(fl.nPrompt, 1))
+	if err != nil {
+		return nil, err
+	}
+	defer batcher.Close()
+	items := make([]model.BatchItem, seqs)
 	rng := rand.New(rand.NewPCG(1, 2))
-	randomTokens := func(n int) []int32 {
-		ids := make([]int32, n)
+	randomTokens := func(n int) [][]int32 {
+		ids := make([][]int32, seqs)
 		for i := range ids {
-			ids[i] = int32(rng.IntN(m.HP.Vocab))
+			ids[i] = make([]int32, n)
+			for j := range ids[i] {
+				ids[i][j] = int32(rng.IntN(m.HP.Vocab))
+			}
 		}
 		return ids
+	}
+	reset := func() {
+		for _, s := range sessions {
+			s.Reset()
+		}
+	}
+	// step evaluates column j of every sequence's tokens (or all of them
+	// when j < 0) as one batch.
+	step := func(ids [][]int32, j int) error {
+		for i, s := range sessions {
+			if j < 0 {
+				items[i] = model.BatchItem{Session: s, Tokens: ids[i]}
+			} else {
+				items[i] = model.BatchItem{Session: s, Tokens: ids[i][j : j+1]}
+			}
+		}
+		_, err := batcher.Eval(items)
+		return err
 	}
 	// run times one repetition of a test; the token ids are drawn before the
 	// clock starts.
@@ -126,43 +254,48 @@ func runBench(cmd *cobra.Command, fl *benchFlags) error {
 	}
 	var tests []test
 	if fl.nPrompt > 0 {
-		tests = append(tests, test{name: fmt.Sprintf("pp%d", fl.nPrompt), nPrompt: fl.nPrompt, tokensDone: fl.nPrompt, run: func() (time.Duration, error) {
+		tests = append(tests, test{name: fmt.Sprintf("pp%d", fl.nPrompt), nPrompt: fl.nPrompt, tokensDone: seqs * fl.nPrompt, run: func() (time.Duration, error) {
 			ids := randomTokens(fl.nPrompt)
-			sess.Reset()
+			reset()
 			start := time.Now()
-			_, err := sess.Eval(ids)
+			err := step(ids, -1)
 			return time.Since(start), err
 		}})
 	}
 	if fl.nGen > 0 {
-		tests = append(tests, test{name: fmt.Sprintf("tg%d", fl.nGen), nGen: fl.nGen, tokensDone: fl.nGen, run: func() (time.Duration, error) {
+		tests = append(tests, test{name: fmt.Sprintf("tg%d", fl.nGen), nGen: fl.nGen, tokensDone: seqs * fl.nGen, run: func() (time.Duration, error) {
 			ids := randomTokens(fl.nGen)
-			sess.Reset()
+			reset()
 			start := time.Now()
-			for i := range ids {
+			for j := range fl.nGen {
 				if err := ctx.Err(); err != nil {
 					return 0, err
 				}
-				if _, err := sess.Eval(ids[i : i+1]); err != nil {
+				if err := step(ids, j); err != nil {
 					return 0, err
 				}
 			}
 			return time.Since(start), nil
 		}})
 	}
-
 	var results []benchResult
 	for _, tc := range tests {
 		if _, err := tc.run(); err != nil { // warm-up
-			return fmt.Errorf("bench %s: %w", tc.name, err)
+			return nil, fmt.Errorf("bench %s: %w", tc.name, err)
 		}
 		r := base
+		r.Seqs = seqs
 		r.Test, r.NPrompt, r.NGen = tc.name, tc.nPrompt, tc.nGen
+		if tc.nGen == 0 {
+			r.MemReadGBs = 0
+		} else if r.MemReadGBs > 0 && r.WeightBytes > 0 {
+			r.BoundTS = float64(seqs) * r.MemReadGBs * 1e9 / float64(r.WeightBytes)
+		}
 		var ns []float64
 		for i := 0; i < fl.reps; i++ {
 			d, err := tc.run()
 			if err != nil {
-				return fmt.Errorf("bench %s: %w", tc.name, err)
+				return nil, fmt.Errorf("bench %s: %w", tc.name, err)
 			}
 			ns = append(ns, float64(d.Nanoseconds()))
 			r.SamplesTS = append(r.SamplesTS, float64(tc.tokensDone)/d.Seconds())
@@ -172,20 +305,67 @@ func runBench(cmd *cobra.Command, fl *benchFlags) error {
 		r.AvgTS, r.StddevTS = meanStddev(r.SamplesTS)
 		results = append(results, r)
 	}
+	return results, nil
+}
 
-	out := cmd.OutOrStdout()
-	if fl.jsonOut {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(results)
+// weightBytesPerStep is what a forward pass streams from the weights: every
+// layer matrix and the output matrix (the embedding table is only indexed).
+func weightBytesPerStep(m *model.Model) int64 {
+	var n int64
+	for _, L := range m.Layers {
+		for _, w := range []*model.Weight{L.Wq, L.Wk, L.Wv, L.Wo, L.Gate, L.Up, L.Down} {
+			n += int64(len(w.Data))
+		}
 	}
-	fmt.Fprintf(out, "| %-30s | %10s | %10s | %7s | %8s | %20s |\n", "model", "size", "params", "threads", "test", "t/s")
-	fmt.Fprintf(out, "| %-30s | %10s | %10s | %7s | %8s | %20s |\n", "---", "---:", "---:", "---:", "---:", "---:")
-	for _, r := range results {
-		fmt.Fprintf(out, "| %-30s | %10s | %10s | %7d | %8s | %20s |\n", r.Model, humanBytes(r.ModelSize), humanCount(r.Params),
-			r.Threads, r.Test, fmt.Sprintf("%.2f ± %.2f", r.AvgTS, r.StddevTS))
+	return n + int64(len(m.Output.Data))
+}
+
+// bandwidthBuffer is the memory measureReadBandwidth streams: large enough
+// that no cache holds a useful part of it.
+const bandwidthBuffer = 1 << 30
+
+// measureReadBandwidth returns the bytes per second that threads goroutines
+// read from a buffer of size bytes (far larger than the caches), each summing its own
+// contiguous share, as the weight streaming of a mat-vec does: the best of a
+// few passes, after one that faults the pages in.
+func measureReadBandwidth(threads, size int) float64 {
+	buf := make([]uint64, size/8)
+	for i := range buf {
+		buf[i] = uint64(i)
 	}
-	return nil
+	best := 0.0
+	var sink atomic.Uint64
+	for pass := 0; pass < 4; pass++ {
+		var wg sync.WaitGroup
+		share := (len(buf) + threads - 1) / threads
+		start := time.Now()
+		for t := 0; t < threads; t++ {
+			part := buf[min(t*share, len(buf)):min((t+1)*share, len(buf))]
+			wg.Go(func() { sink.Add(sumWords(part)) })
+		}
+		wg.Wait()
+		if bw := float64(8*len(buf)) / time.Since(start).Seconds(); bw > best {
+			best = bw
+		}
+	}
+	return best
+}
+
+// sumWords reads every word of p; four sums keep enough loads in flight
+// that the loop runs at the memory's pace, not the adder's.
+func sumWords(p []uint64) uint64 {
+	var a, b, c, d uint64
+	for len(p) >= 8 {
+		a += p[0] + p[4]
+		b += p[1] + p[5]
+		c += p[2] + p[6]
+		d += p[3] + p[7]
+		p = p[8:]
+	}
+	for _, v := range p {
+		a += v
+	}
+	return a + b + c + d
 }
 
 func meanStddev(x []float64) (float64, float64) {

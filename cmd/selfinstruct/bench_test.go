@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -25,7 +28,8 @@ func TestBenchJSON(t *testing.T) {
 	cmd := newBenchCmd()
 	var out bytes.Buffer
 	cmd.SetOut(&out)
-	cmd.SetArgs([]string{"--model", filepath.Join(completeShared, "stories260K-Q8_0.gguf"), "-p", "32", "-n", "8", "-r", "2", "--json"})
+	cmd.SetArgs([]string{"--model", filepath.Join(completeShared, "stories260K-Q8_0.gguf"), "-p", "32", "-n", "8", "-r", "2",
+		"-t", "1,2", "-s", "1,3", "--no-bandwidth", "--json"})
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -33,12 +37,53 @@ func TestBenchJSON(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if len(res) != 2 || res[0].Test != "pp32" || res[1].Test != "tg8" {
-		t.Fatalf("tests %+v", res)
-	}
+	var got []string
 	for _, r := range res {
-		if r.AvgTS <= 0 || len(r.SamplesTS) != 2 || r.Params == 0 || r.ModelSize == 0 {
+		got = append(got, fmt.Sprintf("t%d/s%d/%s", r.Threads, r.Seqs, r.Test))
+		if r.AvgTS <= 0 || len(r.SamplesTS) != 2 || r.Params == 0 || r.ModelSize == 0 || r.WeightBytes <= 0 || r.WeightBytes > r.ModelSize {
 			t.Errorf("implausible result %+v", r)
+		}
+		if r.MemReadGBs != 0 || r.BoundTS != 0 {
+			t.Errorf("--no-bandwidth, yet %+v", r)
+		}
+	}
+	want := "t1/s1/pp32 t1/s1/tg8 t1/s3/pp32 t1/s3/tg8 t2/s1/pp32 t2/s1/tg8 t2/s3/pp32 t2/s3/tg8"
+	if strings.Join(got, " ") != want {
+		t.Errorf("tests %v, want %s", got, want)
+	}
+}
+
+func TestBenchBadLists(t *testing.T) {
+	requireSharedModels(t)
+	for _, args := range [][]string{{"-t", "0"}, {"-t", "2,x"}, {"-s", ""}, {"-s", "1,-4"}} {
+		cmd := newBenchCmd()
+		cmd.SetOut(&bytes.Buffer{})
+		cmd.SetErr(&bytes.Buffer{})
+		cmd.SetArgs(append([]string{"--model", filepath.Join(completeShared, "stories260K-Q8_0.gguf")}, args...))
+		err := cmd.ExecuteContext(context.Background())
+		var ce *codedError
+		if !errors.As(err, &ce) || ce.code != exitBadInput {
+			t.Errorf("%v: error %v, want a bad-input error", args, err)
+		}
+	}
+}
+
+// The bandwidth probe must read every byte it claims to: its sum over a
+// buffer is checked, and the rate it reports must be finite and positive.
+func TestReadBandwidth(t *testing.T) {
+	p := make([]uint64, 1003)
+	var want uint64
+	for i := range p {
+		p[i] = uint64(i * i)
+		want += p[i]
+	}
+	if got := sumWords(p); got != want {
+		t.Fatalf("sumWords = %d, want %d", got, want)
+	}
+	for _, threads := range []int{1, 3} {
+		bw := measureReadBandwidth(threads, 8<<20)
+		if !(bw > 1e8 && bw < 1e13) {
+			t.Errorf("%d threads: %g bytes/s", threads, bw)
 		}
 	}
 }
