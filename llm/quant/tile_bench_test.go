@@ -7,10 +7,11 @@ import (
 )
 
 // BenchmarkVecDotTile measures a matrix product's worth of dot products on
-// TinyLlama-1.1B's shapes, with impl=rows (the model's former path:
-// VecDotRows once per token over 16-row tiles) and impl=tile (one VecDotTile
-// over all rows and tokens) side by side, so that their ratio comes from one
-// run:
+// TinyLlama-1.1B's shapes, with impl=row1 (the installed single-row kernel,
+// row by row and token by token: what VecDotRows did before the tile
+// kernels), impl=rows (the model's path: VecDotRows once per token over
+// 16-row tiles) and impl=tile (one VecDotTile over all rows and tokens) side
+// by side, so that their ratios come from one run:
 //
 //	go test -run '^$' -bench VecDotTile -benchtime 200ms -count 3 ./llm/quant
 func BenchmarkVecDotTile(b *testing.B) {
@@ -27,6 +28,17 @@ func BenchmarkVecDotTile(b *testing.B) {
 			dst := make([]float32, rows*maxTokens)
 			for _, tokens := range []int{1, 4, 8, 16} {
 				name := fmt.Sprintf("%s/n=%d/rows=%d/tokens=%d", typ, n, rows, tokens)
+				b.Run(name+"/impl=row1", func(b *testing.B) {
+					k := vecDotKernels[typ]
+					b.SetBytes(int64(len(w)))
+					for b.Loop() {
+						for t := 0; t < tokens; t++ {
+							for r := 0; r < rows; r++ {
+								dst[t*rows+r] = k(n, w[r*rb:(r+1)*rb], x[t*xb:(t+1)*xb])
+							}
+						}
+					}
+				})
 				b.Run(name+"/impl=rows", func(b *testing.B) {
 					b.SetBytes(int64(len(w)))
 					for b.Loop() {

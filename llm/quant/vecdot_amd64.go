@@ -41,7 +41,9 @@ var kernelSets = []kernelSet{
 		Q4_K: vecDotQ4KAVX2,
 		Q6_K: vecDotQ6KAVX2,
 	}, rows: [numTypes]vecDotRowsFunc{
-		Q4_0: func(n int, w, x []byte, dst []float32) { dotQ4_0RowsAVX2(w, x, n/QK, dst) },
+		// One token through the tile kernel: 8 rows per vector beat a row at
+		// a time even without tokens to share the unpacked weights.
+		Q4_0: func(n int, w, x []byte, dst []float32) { tileQ4_0AVX2(n, w, x, len(x), 1, dst, len(dst)) },
 		Q8_0: func(n int, w, x []byte, dst []float32) { dotQ8_0RowsAVX2(w, x, n/QK, dst) },
 		Q4_K: func(n int, w, x []byte, dst []float32) { dotQ4KRowsAVX2(w, x, n/QKK, dst) },
 		Q6_K: func(n int, w, x []byte, dst []float32) { dotQ6KRowsAVX2(w, x, n/QKK, dst) },
