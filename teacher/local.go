@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/selfinstruct/selfinstruct/llm/gguf"
 	"github.com/selfinstruct/selfinstruct/llm/model"
@@ -31,12 +32,14 @@ type LocalConfig struct {
 	// Name is what Model() reports (e.g. the hf:// reference it came
 	// from); "" means the file's base name.
 	Name string
-	// Threads is the number of goroutines each generation uses for its
-	// matrix products; 0 shares the cores among the Parallel sessions.
+	// Threads is the number of goroutines the engine uses for its matrix
+	// products and attention; 0 means runtime.NumCPU(). All sequences in
+	// flight share them: they are evaluated together in one batch.
 	Threads int
-	// Parallel is how many sequences are generated at once, each in its own
-	// session (KV cache). Generation is CPU-bound, so more than one mostly
-	// pays off on many cores. 0 means 1.
+	// Parallel is how many sequences are generated at once, each with its
+	// own KV cache, all evaluated in one forward pass per step (continuous
+	// batching). Decoding one token reads every weight from memory, so a
+	// step of k sequences costs far less than k steps of one. 0 means 1.
 	Parallel int
 	// CtxSize is each session's context in tokens (prompt + completion);
 	// 0 means DefaultLocalCtxSize.
@@ -70,10 +73,19 @@ type Local struct {
 	// allocates nothing per token.
 	pieces []string
 
-	// slots admits at most Parallel generations; idle holds the sessions
-	// not in use, so their KV memory is reused from request to request.
-	slots chan struct{}
-	idle  chan *localSession
+	// The scheduler goroutine (schedule) owns the Batcher and the sessions;
+	// sequences reach it through submit. quit asks it to stop, done says
+	// it has.
+	submit    chan *localSeq
+	quit      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	// sessionsMade counts the sessions the scheduler has allocated (at most
+	// Parallel); steps and sharedSteps count its Batcher steps and those
+	// with more than one sequence.
+	sessionsMade       atomic.Int32
+	steps, sharedSteps atomic.Int64
 }
 
 // localSession is a session plus the tokens its KV cache holds, so that the
@@ -93,7 +105,7 @@ func NewLocal(cfg LocalConfig) (*Local, error) {
 		cfg.Parallel = 1
 	}
 	if cfg.Threads <= 0 {
-		cfg.Threads = max(1, runtime.NumCPU()/cfg.Parallel)
+		cfg.Threads = runtime.NumCPU()
 	}
 	if cfg.CtxSize <= 0 {
 		cfg.CtxSize = DefaultLocalCtxSize
@@ -116,7 +128,7 @@ func NewLocal(cfg LocalConfig) (*Local, error) {
 		return nil, fmt.Errorf("local teacher: %s: %w", cfg.Model, err)
 	}
 	l := &Local{cfg: cfg, name: cfg.Name, f: f, tok: tok, m: m, log: cfg.Logger,
-		slots: make(chan struct{}, cfg.Parallel), idle: make(chan *localSession, cfg.Parallel)}
+		submit: make(chan *localSeq), quit: make(chan struct{}), done: make(chan struct{})}
 	if l.name == "" {
 		l.name = filepath.Base(cfg.Model)
 	}
@@ -149,6 +161,18 @@ func NewLocal(cfg LocalConfig) (*Local, error) {
 		l.log.Warn("context size exceeds the model's training context; text past it degrades",
 			"ctx_size", cfg.CtxSize, "training_ctx", m.HP.ContextLen)
 	}
+	b, err := m.NewBatcher(0)
+	if err == nil && b.MaxTokens() < 2*cfg.Parallel {
+		// Every decoding sequence takes a row of each step; leave as
+		// many again for prompts.
+		b.Close()
+		b, err = m.NewBatcher(2 * cfg.Parallel)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("local teacher: %w", err)
+	}
+	go l.schedule(b)
 	return l, nil
 }
 
@@ -215,16 +239,16 @@ func (e *ChatEncoder) Encode(msgs []sample.Message) ([]int32, error) {
 // Model is the configured name, else the model file's base name.
 func (l *Local) Model() string { return l.name }
 
-// Close frees the sessions and the model file. No request may be in flight.
+// Close stops the scheduler, frees the sessions and the model file.
+// Requests still in flight fail with ErrUnavailable.
 func (l *Local) Close() error {
-	for {
-		select {
-		case s := <-l.idle:
-			s.s.Close()
-		default:
-			return l.f.Close()
-		}
-	}
+	l.closeOnce.Do(func() {
+		close(l.quit)
+		<-l.done
+		l.log.Debug("local teacher closed", "steps", l.steps.Load(), "steps_with_several_sequences", l.sharedSteps.Load())
+		l.closeErr = l.f.Close()
+	})
+	return l.closeErr
 }
 
 // encodedPrompt is one prompt ready for the engine.
@@ -351,110 +375,343 @@ type localResult struct {
 	promptTokens, completionTokens int
 }
 
-// generate runs one job on a pooled session, waiting for a free slot.
-func (l *Local) generate(ctx context.Context, j localJob) (localResult, error) {
-	select {
-	case l.slots <- struct{}{}:
-	case <-ctx.Done():
-		return localResult{}, ctx.Err()
-	}
-	defer func() { <-l.slots }()
-	var ls *localSession
-	select {
-	case ls = <-l.idle:
-	default:
-		s, err := l.m.NewSession(l.cfg.CtxSize)
-		if err != nil {
-			return localResult{}, fmt.Errorf("local teacher: %w", err)
-		}
-		ls = &localSession{s: s, cached: make([]int32, 0, l.cfg.CtxSize)}
-	}
-	defer func() { l.idle <- ls }()
-	return l.run(ctx, ls, j)
+// localSeq is one job in the scheduler's hands: the request's side (ctx,
+// reply) and, once admitted, the sequence's state.
+type localSeq struct {
+	ctx   context.Context
+	job   localJob
+	reply chan localReply // buffered: the scheduler never waits for the caller
+
+	ls        *localSession
+	fed       int // prompt tokens in the cache
+	maxTokens int
+	sampler   *sample.Sampler // nil: greedy, llama.cpp's argmax
+	history   []int32         // prompt, then the generated tokens
+	next      [1]int32        // the token a decoding sequence evaluates next
+	stops     [][]byte
+	text      []byte
+	cut       int // where a stop string starts in text, or -1
+	done      bool
 }
 
-func (l *Local) run(ctx context.Context, ls *localSession, j localJob) (localResult, error) {
-	nCtx := ls.s.ContextSize()
-	room := nCtx - len(j.prompt)
-	maxTokens := j.maxTokens
-	if maxTokens <= 0 || maxTokens > room {
-		maxTokens = room
-	}
+type localReply struct {
+	res localResult
+	err error
+}
 
-	// Reuse the cached prefix; at least one prompt token must be evaluated
-	// to get the logits of the next one.
-	keep := 0
-	if len(ls.cached) == ls.s.Pos() {
-		for keep < len(ls.cached) && keep < len(j.prompt)-1 && ls.cached[keep] == j.prompt[keep] {
-			keep++
+// errLocalClosed fails the requests still in flight when Close is called.
+var errLocalClosed = fmt.Errorf("%w: the local teacher is closed", ErrUnavailable)
+
+// generate hands one job to the scheduler and waits for its result.
+func (l *Local) generate(ctx context.Context, j localJob) (localResult, error) {
+	seq := &localSeq{ctx: ctx, job: j, reply: make(chan localReply, 1)}
+	select {
+	case l.submit <- seq:
+	case <-ctx.Done():
+		return localResult{}, ctx.Err()
+	case <-l.quit:
+		return localResult{}, errLocalClosed
+	}
+	select {
+	case r := <-seq.reply:
+		return r.res, r.err
+	case <-ctx.Done():
+		// The scheduler drops the sequence at its next step.
+		return localResult{}, ctx.Err()
+	}
+}
+
+// prefillShare bounds the prompt tokens of one step while other sequences
+// are decoding, so that a long prompt is evaluated over several steps
+// instead of stalling every other sequence's next token for its whole
+// length. With nothing decoding, a step takes as many prompt tokens as the
+// Batcher holds.
+func prefillShare(maxTokens int) int { return max(16, maxTokens/4) }
+
+// schedule is the continuous-batching loop: each step it admits waiting
+// sequences into free slots (up to Parallel), gathers every active
+// sequence's next work (a prompt chunk or its last sampled token), runs one
+// Batcher.Eval for all of them, then samples and checks each sequence's
+// stop conditions on its own. Finished sequences reply and free their slot
+// at once; the others go on in the next step.
+func (l *Local) schedule(b *model.Batcher) {
+	var (
+		waiting, active []*localSeq
+		idle            []*localSession
+		items           []model.BatchItem
+		stepSeqs        []*localSeq
+		prefilling      []bool
+	)
+	defer func() {
+		for _, q := range append(waiting, active...) {
+			q.reply <- localReply{err: errLocalClosed}
+		}
+		for _, ls := range idle {
+			ls.s.Close()
+		}
+		for _, q := range active {
+			q.ls.s.Close()
+		}
+		b.Close()
+		close(l.done)
+	}()
+	finish := func(q *localSeq, res localResult, err error) {
+		q.done = true
+		if err != nil {
+			// The cache may hold anything now; the next job starts afresh.
+			q.ls.s.Reset()
+			q.ls.cached = q.ls.cached[:0]
+		}
+		idle = append(idle, q.ls)
+		q.reply <- localReply{res: res, err: err}
+	}
+	for {
+		if len(active) == 0 && len(waiting) == 0 {
+			select {
+			case q := <-l.submit:
+				waiting = append(waiting, q)
+			case <-l.quit:
+				return
+			}
+		}
+	drain:
+		for {
+			select {
+			case q := <-l.submit:
+				waiting = append(waiting, q)
+			case <-l.quit:
+				return
+			default:
+				break drain
+			}
+		}
+
+		// Admit in arrival order; drop what was cancelled while waiting.
+		kept := waiting[:0]
+		for _, q := range waiting {
+			switch {
+			case q.ctx.Err() != nil:
+				q.reply <- localReply{err: q.ctx.Err()}
+			case len(active) < l.cfg.Parallel:
+				ls, err := l.pickSession(&idle, q.job.prompt)
+				if err != nil {
+					q.reply <- localReply{err: err}
+					continue
+				}
+				l.admit(q, ls)
+				active = append(active, q)
+			default:
+				kept = append(kept, q)
+			}
+		}
+		clear(waiting[len(kept):])
+		waiting = kept
+
+		// Gather the step: one token per decoding sequence, prompt chunks
+		// for the others as far as the step has room.
+		items, stepSeqs, prefilling = items[:0], stepSeqs[:0], prefilling[:0]
+		decoding := 0
+		for _, q := range active {
+			if err := q.ctx.Err(); err != nil {
+				finish(q, localResult{}, err)
+			} else if q.fed == len(q.job.prompt) {
+				decoding++
+			}
+		}
+		budget := b.MaxTokens() - decoding
+		if decoding > 0 {
+			budget = min(budget, prefillShare(b.MaxTokens()))
+		}
+		for _, q := range active {
+			switch {
+			case q.done:
+			case q.fed < len(q.job.prompt):
+				n := min(len(q.job.prompt)-q.fed, budget)
+				if n <= 0 {
+					continue
+				}
+				budget -= n
+				items = append(items, model.BatchItem{Session: q.ls.s, Tokens: q.job.prompt[q.fed : q.fed+n]})
+				stepSeqs, prefilling = append(stepSeqs, q), append(prefilling, true)
+			default:
+				items = append(items, model.BatchItem{Session: q.ls.s, Tokens: q.next[:]})
+				stepSeqs, prefilling = append(stepSeqs, q), append(prefilling, false)
+			}
+		}
+
+		if len(items) > 0 {
+			l.steps.Add(1)
+			if len(items) > 1 {
+				l.sharedSteps.Add(1)
+			}
+			logits, err := b.Eval(items)
+			for k, q := range stepSeqs {
+				switch {
+				case err != nil:
+					finish(q, localResult{}, fmt.Errorf("local teacher: %w", err))
+				case prefilling[k]:
+					q.fed += len(items[k].Tokens)
+					if q.fed == len(q.job.prompt) {
+						l.sampleNext(q, logits[k], finish)
+					}
+				default:
+					l.sampleNext(q, logits[k], finish)
+				}
+			}
+		}
+		clear(items)
+		clear(stepSeqs)
+
+		kept = active[:0]
+		for _, q := range active {
+			if !q.done {
+				kept = append(kept, q)
+			}
+		}
+		clear(active[len(kept):])
+		active = kept
+	}
+}
+
+// pickSession takes the idle session whose cache shares the longest prefix
+// with prompt, a new one while fewer than Parallel exist and none shares
+// anything, else the least recently used.
+func (l *Local) pickSession(idle *[]*localSession, prompt []int32) (*localSession, error) {
+	best, bestLen := -1, 0
+	for i, ls := range *idle {
+		if n := commonPrefix(ls, prompt); best < 0 || n > bestLen {
+			best, bestLen = i, n
 		}
 	}
+	if best < 0 || bestLen == 0 && int(l.sessionsMade.Load()) < l.cfg.Parallel {
+		s, err := l.m.NewSession(l.cfg.CtxSize)
+		if err != nil {
+			return nil, fmt.Errorf("local teacher: %w", err)
+		}
+		l.sessionsMade.Add(1)
+		return &localSession{s: s, cached: make([]int32, 0, l.cfg.CtxSize)}, nil
+	}
+	ls := (*idle)[best]
+	*idle = append((*idle)[:best], (*idle)[best+1:]...)
+	return ls, nil
+}
+
+// commonPrefix is how many leading prompt tokens a session's cache can
+// keep; at least one prompt token must be evaluated to get the logits of
+// the next one.
+func commonPrefix(ls *localSession, prompt []int32) int {
+	if len(ls.cached) != ls.s.Pos() {
+		return 0
+	}
+	n := 0
+	for n < len(ls.cached) && n < len(prompt)-1 && ls.cached[n] == prompt[n] {
+		n++
+	}
+	return n
+}
+
+// admit sets a sequence up on a session, reusing its cached prefix.
+func (l *Local) admit(q *localSeq, ls *localSession) {
+	j := q.job
+	q.ls = ls
+	room := ls.s.ContextSize() - len(j.prompt)
+	q.maxTokens = j.maxTokens
+	if q.maxTokens <= 0 || q.maxTokens > room {
+		q.maxTokens = room
+	}
+	keep := commonPrefix(ls, j.prompt)
 	if err := ls.s.Truncate(keep); err != nil {
 		ls.s.Reset()
 		keep = 0
 	}
+	ls.cached = append(ls.cached[:0], j.prompt[:keep]...)
+	q.fed = keep
+	l.log.Debug("local generation", "prompt_tokens", len(j.prompt), "reused_prefix", keep, "max_tokens", q.maxTokens)
 
-	l.log.Debug("local generation", "prompt_tokens", len(j.prompt), "reused_prefix", keep, "max_tokens", maxTokens)
-
-	opts := model.GenerateOptions{MaxTokens: maxTokens, Stop: l.tok.IsEOG}
 	p := j.params
-	penalties := p.PresencePenalty != 0 || p.FrequencyPenalty != 0
-	if p.Temperature > 0 || penalties {
-		s := sample.New(p)
-		if keep > 0 && penalties {
-			// Generate's history starts after the reused prefix; the
-			// penalties must see the whole sequence, as in a fresh run.
-			opts.Sampler = &prefixedSampler{s: s, prefix: j.prompt[:keep], buf: make([]int32, 0, len(j.prompt)+maxTokens)}
-		} else {
-			opts.Sampler = s
-		}
-	} // else nil: Generate's argmax, llama.cpp's greedy pick
-
-	stops := make([][]byte, 0, len(j.stop))
+	if p.Temperature > 0 || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 {
+		q.sampler = sample.New(p)
+	}
+	// The penalties see the whole sequence, the reused prefix included.
+	q.history = append(make([]int32, 0, len(j.prompt)+q.maxTokens), j.prompt...)
 	for _, s := range j.stop {
 		if s != "" {
-			stops = append(stops, []byte(s))
+			q.stops = append(q.stops, []byte(s))
 		}
 	}
-	text := make([]byte, 0, 4*maxTokens)
-	cut := -1
-	opts.OnToken = func(id int32) bool {
-		if l.tok.IsEOG(id) || int(id) >= len(l.pieces) {
-			return true
-		}
-		// Raw bytes: a character split over tokens is whole once they
-		// all arrived, and stop strings match bytes.
-		before := len(text)
-		text = append(text, l.pieces[id]...)
-		if i := findStop(text, before, stops); i >= 0 {
-			cut = i
-			return false
-		}
-		return true
+	q.text = make([]byte, 0, 4*q.maxTokens)
+	q.cut = -1
+}
+
+// sampleNext picks a sequence's next token from the logits of its last one
+// and ends the sequence on an end-of-generation token, a stop string or
+// its token limit (checked in that order, as Session.Generate does).
+func (l *Local) sampleNext(q *localSeq, logits []float32, finish func(*localSeq, localResult, error)) {
+	var id int32
+	if q.sampler != nil {
+		id = q.sampler.Sample(logits, q.history)
+	} else {
+		id = argmaxFirst(logits)
 	}
-	gen, err := ls.s.Generate(ctx, j.prompt[keep:], opts)
-	if err != nil {
-		// The cache may hold anything now; start the next job afresh.
-		ls.s.Reset()
-		ls.cached = ls.cached[:0]
-		if ctx.Err() != nil {
-			return localResult{}, ctx.Err()
-		}
-		return localResult{}, fmt.Errorf("local teacher: %w", err)
+	q.history = append(q.history, id)
+	generated := len(q.history) - len(q.job.prompt)
+	ended := true
+	switch {
+	case l.tok.IsEOG(id):
+	case !l.appendText(q, id):
+	case generated >= q.maxTokens:
+	default:
+		ended = false
 	}
-	ls.cached = append(append(ls.cached[:0], j.prompt...), gen.Tokens[:len(gen.Tokens)-1]...)
+	if !ended {
+		q.next[0] = id
+		return
+	}
+	// The last token is not evaluated: the cache holds the rest.
+	ls := q.ls
+	ls.cached = append(ls.cached[:0], q.history[:len(q.history)-1]...)
 	if len(ls.cached) != ls.s.Pos() {
 		ls.s.Reset()
 		ls.cached = ls.cached[:0]
 	}
-	res := localResult{promptTokens: len(j.prompt), completionTokens: len(gen.Tokens), finish: FinishStop}
-	if cut >= 0 {
-		text = text[:cut]
-	} else if gen.Finish == model.FinishLength {
+	res := localResult{promptTokens: len(q.job.prompt), completionTokens: generated, finish: FinishStop}
+	text := q.text
+	if q.cut >= 0 {
+		text = text[:q.cut]
+	} else if !l.tok.IsEOG(id) {
 		res.finish = FinishLength
 	}
 	res.text = string(text)
-	return res, nil
+	finish(q, res, nil)
+}
+
+// appendText adds a token's text to the sequence's and reports false when
+// a stop string has appeared.
+func (l *Local) appendText(q *localSeq, id int32) bool {
+	if int(id) >= len(l.pieces) {
+		return true
+	}
+	// Raw bytes: a character split over tokens is whole once they all
+	// arrived, and stop strings match bytes.
+	before := len(q.text)
+	q.text = append(q.text, l.pieces[id]...)
+	if i := findStop(q.text, before, q.stops); i >= 0 {
+		q.cut = i
+		return false
+	}
+	return true
+}
+
+// argmaxFirst returns the index of the largest value, the first one on
+// ties: llama.cpp's greedy pick.
+func argmaxFirst(x []float32) int32 {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return int32(best)
 }
 
 // findStop returns where the earliest stop string starts in text, looking
@@ -469,17 +726,4 @@ func findStop(text []byte, from int, stops [][]byte) int {
 		}
 	}
 	return best
-}
-
-// prefixedSampler gives the sampler the whole history when Generate only
-// sees the part after a reused prefix.
-type prefixedSampler struct {
-	s      *sample.Sampler
-	prefix []int32
-	buf    []int32
-}
-
-func (p *prefixedSampler) Sample(logits []float32, history []int32) int32 {
-	p.buf = append(append(p.buf[:0], p.prefix...), history...)
-	return p.s.Sample(logits, p.buf)
 }

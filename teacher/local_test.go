@@ -364,8 +364,8 @@ func TestLocalConcurrentEqualsSequential(t *testing.T) {
 			}
 		}
 	}
-	if n := len(par.idle); n > 3 {
-		t.Errorf("%d sessions pooled, want at most Parallel=3", n)
+	if n := par.sessionsMade.Load(); n > 3 {
+		t.Errorf("%d sessions made, want at most Parallel=3", n)
 	}
 }
 
@@ -395,15 +395,25 @@ func TestLocalCancel(t *testing.T) {
 		t.Errorf("after a cancelled request %+v, fresh %+v", a, b)
 	}
 
-	// Waiting for a slot also ends with the context.
-	busy, _ := newTestLocal(t, LocalConfig{Model: l.cfg.Model})
-	busy.slots <- struct{}{}
+	// Waiting for a slot also ends with the context: one slot, held by a
+	// long generation.
+	busy, _ := newTestLocal(t, LocalConfig{Model: l.cfg.Model, Threads: 1})
+	holdCtx, release := context.WithCancel(context.Background())
+	held := make(chan error, 1)
+	go func() {
+		_, err := busy.Complete(holdCtx, Request{Mode: ModeCompletion, Prompts: []string{"The old lighthouse"}, MaxTokens: 4000})
+		held <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel2()
 	if _, err := busy.Complete(ctx2, Request{Mode: ModeCompletion, Prompts: []string{"x"}, MaxTokens: 2}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("waiting for a slot: %v", err)
 	}
-	<-busy.slots
+	release()
+	if err := <-held; !errors.Is(err, context.Canceled) {
+		t.Errorf("the long generation: %v, want cancelled", err)
+	}
 }
 
 func TestFindStop(t *testing.T) {
