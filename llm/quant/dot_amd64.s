@@ -1703,6 +1703,69 @@ q8_0TileAux_done:
 	VZEROUPPER
 	RET
 
+// func q8KTileAuxAVX2(x []byte, nb int, aux []uint32)
+// Requires: AVX, AVX2
+TEXT ·q8KTileAuxAVX2(SB), NOSPLIT, $0-56
+	MOVQ    x_base+0(FP), AX
+	MOVQ    nb+24(FP), CX
+	MOVQ    aux_base+32(FP), DX
+	VMOVDQU lanePair<>+0(SB), Y0
+	VMOVDQU bytes32<>+0(SB), Y1
+
+q8KTileAux_loop:
+	TESTQ      CX, CX
+	JZ         q8KTileAux_done
+	VMOVDQU    4(AX), Y2
+	VPSHUFB    Y0, Y2, Y2
+	VMOVDQU    Y2, (DX)
+	VPMADDUBSW Y2, Y1, Y2
+	VMOVDQU    Y2, 256(DX)
+	VMOVDQU    36(AX), Y2
+	VPSHUFB    Y0, Y2, Y2
+	VMOVDQU    Y2, 32(DX)
+	VPMADDUBSW Y2, Y1, Y2
+	VMOVDQU    Y2, 288(DX)
+	VMOVDQU    68(AX), Y2
+	VPSHUFB    Y0, Y2, Y2
+	VMOVDQU    Y2, 64(DX)
+	VPMADDUBSW Y2, Y1, Y2
+	VMOVDQU    Y2, 320(DX)
+	VMOVDQU    100(AX), Y2
+	VPSHUFB    Y0, Y2, Y2
+	VMOVDQU    Y2, 96(DX)
+	VPMADDUBSW Y2, Y1, Y2
+	VMOVDQU    Y2, 352(DX)
+	VMOVDQU    132(AX), Y2
+	VPSHUFB    Y0, Y2, Y2
+	VMOVDQU    Y2, 128(DX)
+	VPMADDUBSW Y2, Y1, Y2
+	VMOVDQU    Y2, 384(DX)
+	VMOVDQU    164(AX), Y2
+	VPSHUFB    Y0, Y2, Y2
+	VMOVDQU    Y2, 160(DX)
+	VPMADDUBSW Y2, Y1, Y2
+	VMOVDQU    Y2, 416(DX)
+	VMOVDQU    196(AX), Y2
+	VPSHUFB    Y0, Y2, Y2
+	VMOVDQU    Y2, 192(DX)
+	VPMADDUBSW Y2, Y1, Y2
+	VMOVDQU    Y2, 448(DX)
+	VMOVDQU    228(AX), Y2
+	VPSHUFB    Y0, Y2, Y2
+	VMOVDQU    Y2, 224(DX)
+	VPMADDUBSW Y2, Y1, Y2
+	VMOVDQU    Y2, 480(DX)
+	MOVL       (AX), BX
+	MOVL       BX, 512(DX)
+	ADDQ       $0x00000124, AX
+	ADDQ       $0x00000220, DX
+	DECQ       CX
+	JMP        q8KTileAux_loop
+
+q8KTileAux_done:
+	VZEROUPPER
+	RET
+
 // func dotQ4_0Tile8x1AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
 TEXT ·dotQ4_0Tile8x1AVX2(SB), NOSPLIT, $32-136
@@ -1813,6 +1876,183 @@ dotQ4_0Tile8x1AVX2_done:
 	SHLQ    $0x02, CX
 	VMOVUPS (SP), Y0
 	VMOVUPS Y0, (AX)
+	VZEROUPPER
+	RET
+
+// func dotQ6KTile1AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ6KTile1AVX2(SB), NOSPLIT, $168-112
+	MOVQ w_base+0(FP), AX
+	MOVQ rowBytes+24(FP), CX
+	MOVQ rows+32(FP), DX
+	MOVQ aux_base+40(FP), BX
+	MOVQ auxStride+64(FP), SI
+	SHLQ $0x02, SI
+	LEAQ (SI)(SI*2), SI
+	MOVQ dst_base+80(FP), DI
+	MOVQ dstStride+104(FP), SI
+	SHLQ $0x02, SI
+	LEAQ (SI)(SI*2), SI
+
+dotQ6KTile1AVX2_row:
+	TESTQ   DX, DX
+	JZ      dotQ6KTile1AVX2_done
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	MOVQ    AX, R8
+	MOVQ    BX, SI
+	MOVQ    nb+72(FP), R9
+
+dotQ6KTile1AVX2_block:
+	TESTQ        R9, R9
+	JZ           dotQ6KTile1AVX2_rowDone
+	VMOVDQU      192(R8), X0
+	VPSHUFB      q6KScaleMask0<>+0(SB), X0, X1
+	VPMOVSXBW    X1, Y1
+	VMOVDQU      Y1, 32(SP)
+	VPSHUFB      q6KScaleMask1<>+0(SB), X0, X1
+	VPMOVSXBW    X1, Y1
+	VMOVDQU      Y1, 64(SP)
+	VPSHUFB      q6KScaleMask2<>+0(SB), X0, X1
+	VPMOVSXBW    X1, Y1
+	VMOVDQU      Y1, 96(SP)
+	VPSHUFB      q6KScaleMask3<>+0(SB), X0, X0
+	VPMOVSXBW    X0, Y0
+	VMOVDQU      Y0, 128(SP)
+	VPXOR        X0, X0, X0
+	VPINSRW      $0x00, 208(R8), X0, X0
+	VCVTPH2PS    X0, X0
+	VMOVSS       X0, 160(SP)
+	VMOVDQU      (R8), Y0
+	VPSHUFB      lanePair<>+0(SB), Y0, Y0
+	VMOVDQU      32(R8), Y1
+	VPSHUFB      lanePair<>+0(SB), Y1, Y1
+	VMOVDQU      128(R8), Y2
+	VPSHUFB      lanePair<>+0(SB), Y2, Y2
+	VPAND        mask0F<>+0(SB), Y0, Y3
+	VPSLLW       $0x04, Y2, Y4
+	VPAND        mask30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPAND        mask0F<>+0(SB), Y1, Y4
+	VPSLLW       $0x02, Y2, Y5
+	VPAND        mask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSRLW       $0x04, Y0, Y0
+	VPAND        mask0F<>+0(SB), Y0, Y0
+	VMOVDQA      Y2, Y5
+	VPAND        mask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        mask0F<>+0(SB), Y1, Y1
+	VPSRLW       $0x02, Y2, Y2
+	VPAND        mask30<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VMOVDQU      64(R8), Y2
+	VPSHUFB      lanePair<>+0(SB), Y2, Y2
+	VMOVDQU      96(R8), Y5
+	VPSHUFB      lanePair<>+0(SB), Y5, Y5
+	VMOVDQU      160(R8), Y6
+	VPSHUFB      lanePair<>+0(SB), Y6, Y6
+	VPAND        mask0F<>+0(SB), Y2, Y7
+	VPSLLW       $0x04, Y6, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPAND        mask0F<>+0(SB), Y5, Y8
+	VPSLLW       $0x02, Y6, Y9
+	VPAND        mask30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        mask0F<>+0(SB), Y2, Y2
+	VMOVDQA      Y6, Y9
+	VPAND        mask30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y2, Y2
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        mask0F<>+0(SB), Y5, Y5
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        mask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPXOR        Y6, Y6, Y6
+	VPXOR        Y9, Y9, Y9
+	VPMADDUBSW   (SI), Y3, Y3
+	VPSUBW       256(SI), Y3, Y3
+	VPMADDUBSW   32(SI), Y4, Y4
+	VPSUBW       288(SI), Y4, Y4
+	VPUNPCKLWD   Y4, Y3, Y10
+	VPUNPCKHWD   Y4, Y3, Y3
+	VPMADDWD     32(SP), Y10, Y10
+	VPMADDWD     32(SP), Y3, Y3
+	VPADDD       Y10, Y6, Y6
+	VPADDD       Y3, Y9, Y9
+	VPMADDUBSW   64(SI), Y0, Y0
+	VPSUBW       320(SI), Y0, Y0
+	VPMADDUBSW   96(SI), Y1, Y1
+	VPSUBW       352(SI), Y1, Y1
+	VPUNPCKLWD   Y1, Y0, Y3
+	VPUNPCKHWD   Y1, Y0, Y0
+	VPMADDWD     64(SP), Y3, Y3
+	VPMADDWD     64(SP), Y0, Y0
+	VPADDD       Y3, Y6, Y6
+	VPADDD       Y0, Y9, Y9
+	VPMADDUBSW   128(SI), Y7, Y0
+	VPSUBW       384(SI), Y0, Y0
+	VPMADDUBSW   160(SI), Y8, Y1
+	VPSUBW       416(SI), Y1, Y1
+	VPUNPCKLWD   Y1, Y0, Y3
+	VPUNPCKHWD   Y1, Y0, Y0
+	VPMADDWD     96(SP), Y3, Y3
+	VPMADDWD     96(SP), Y0, Y0
+	VPADDD       Y3, Y6, Y6
+	VPADDD       Y0, Y9, Y9
+	VPMADDUBSW   192(SI), Y2, Y0
+	VPSUBW       448(SI), Y0, Y0
+	VPMADDUBSW   224(SI), Y5, Y1
+	VPSUBW       480(SI), Y1, Y1
+	VPUNPCKLWD   Y1, Y0, Y2
+	VPUNPCKHWD   Y1, Y0, Y0
+	VPMADDWD     128(SP), Y2, Y2
+	VPMADDWD     128(SP), Y0, Y0
+	VPADDD       Y2, Y6, Y6
+	VPADDD       Y0, Y9, Y9
+	VPERM2I128   $0x20, Y9, Y6, Y0
+	VPERM2I128   $0x31, Y9, Y6, Y1
+	VPADDD       Y1, Y0, Y0
+	VMOVSS       160(SP), X1
+	VMULSS       512(SI), X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VADDPS       (SP), Y0, Y0
+	VMOVUPS      Y0, (SP)
+	ADDQ         $0x000000d2, R8
+	ADDQ         $0x00000220, SI
+	DECQ         R9
+	JMP          dotQ6KTile1AVX2_block
+
+dotQ6KTile1AVX2_rowDone:
+	VMOVUPS      (SP), Y0
+	VXORPS       X1, X1, X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DI)
+	ADDQ         $0x04, DI
+	ADDQ         CX, AX
+	DECQ         DX
+	JMP          dotQ6KTile1AVX2_row
+
+dotQ6KTile1AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -1972,6 +2212,254 @@ dotQ4_0Tile8x2AVX2_done:
 	ADDQ    CX, AX
 	VMOVUPS 32(SP), Y0
 	VMOVUPS Y0, (AX)
+	VZEROUPPER
+	RET
+
+// func dotQ6KTile2AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ6KTile2AVX2(SB), NOSPLIT, $200-112
+	MOVQ w_base+0(FP), AX
+	MOVQ rowBytes+24(FP), CX
+	MOVQ rows+32(FP), DX
+	MOVQ aux_base+40(FP), BX
+	MOVQ auxStride+64(FP), DI
+	SHLQ $0x02, DI
+	LEAQ (DI)(DI*2), SI
+	MOVQ dst_base+80(FP), R8
+	MOVQ dstStride+104(FP), R9
+	SHLQ $0x02, R9
+	LEAQ (R9)(R9*2), SI
+
+dotQ6KTile2AVX2_row:
+	TESTQ   DX, DX
+	JZ      dotQ6KTile2AVX2_done
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 32(SP)
+	MOVQ    AX, R10
+	MOVQ    BX, SI
+	MOVQ    nb+72(FP), R11
+
+dotQ6KTile2AVX2_block:
+	TESTQ        R11, R11
+	JZ           dotQ6KTile2AVX2_rowDone
+	VMOVDQU      192(R10), X0
+	VPSHUFB      q6KScaleMask0<>+0(SB), X0, X1
+	VPMOVSXBW    X1, Y1
+	VMOVDQU      Y1, 64(SP)
+	VPSHUFB      q6KScaleMask1<>+0(SB), X0, X1
+	VPMOVSXBW    X1, Y1
+	VMOVDQU      Y1, 96(SP)
+	VPSHUFB      q6KScaleMask2<>+0(SB), X0, X1
+	VPMOVSXBW    X1, Y1
+	VMOVDQU      Y1, 128(SP)
+	VPSHUFB      q6KScaleMask3<>+0(SB), X0, X0
+	VPMOVSXBW    X0, Y0
+	VMOVDQU      Y0, 160(SP)
+	VPXOR        X0, X0, X0
+	VPINSRW      $0x00, 208(R10), X0, X0
+	VCVTPH2PS    X0, X0
+	VMOVSS       X0, 192(SP)
+	VMOVDQU      (R10), Y0
+	VPSHUFB      lanePair<>+0(SB), Y0, Y0
+	VMOVDQU      32(R10), Y1
+	VPSHUFB      lanePair<>+0(SB), Y1, Y1
+	VMOVDQU      128(R10), Y2
+	VPSHUFB      lanePair<>+0(SB), Y2, Y2
+	VPAND        mask0F<>+0(SB), Y0, Y3
+	VPSLLW       $0x04, Y2, Y4
+	VPAND        mask30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPAND        mask0F<>+0(SB), Y1, Y4
+	VPSLLW       $0x02, Y2, Y5
+	VPAND        mask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSRLW       $0x04, Y0, Y0
+	VPAND        mask0F<>+0(SB), Y0, Y0
+	VMOVDQA      Y2, Y5
+	VPAND        mask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        mask0F<>+0(SB), Y1, Y1
+	VPSRLW       $0x02, Y2, Y2
+	VPAND        mask30<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VMOVDQU      64(R10), Y2
+	VPSHUFB      lanePair<>+0(SB), Y2, Y2
+	VMOVDQU      96(R10), Y5
+	VPSHUFB      lanePair<>+0(SB), Y5, Y5
+	VMOVDQU      160(R10), Y6
+	VPSHUFB      lanePair<>+0(SB), Y6, Y6
+	VPAND        mask0F<>+0(SB), Y2, Y7
+	VPSLLW       $0x04, Y6, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPAND        mask0F<>+0(SB), Y5, Y8
+	VPSLLW       $0x02, Y6, Y9
+	VPAND        mask30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        mask0F<>+0(SB), Y2, Y2
+	VMOVDQA      Y6, Y9
+	VPAND        mask30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y2, Y2
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        mask0F<>+0(SB), Y5, Y5
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        mask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPXOR        Y6, Y6, Y6
+	VPXOR        Y9, Y9, Y9
+	VPMADDUBSW   (SI), Y3, Y10
+	VPSUBW       256(SI), Y10, Y10
+	VPMADDUBSW   32(SI), Y4, Y11
+	VPSUBW       288(SI), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     64(SP), Y12, Y12
+	VPMADDWD     64(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   64(SI), Y0, Y10
+	VPSUBW       320(SI), Y10, Y10
+	VPMADDUBSW   96(SI), Y1, Y11
+	VPSUBW       352(SI), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     96(SP), Y12, Y12
+	VPMADDWD     96(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   128(SI), Y7, Y10
+	VPSUBW       384(SI), Y10, Y10
+	VPMADDUBSW   160(SI), Y8, Y11
+	VPSUBW       416(SI), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     128(SP), Y12, Y12
+	VPMADDWD     128(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   192(SI), Y2, Y10
+	VPSUBW       448(SI), Y10, Y10
+	VPMADDUBSW   224(SI), Y5, Y11
+	VPSUBW       480(SI), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     160(SP), Y12, Y12
+	VPMADDWD     160(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPERM2I128   $0x20, Y9, Y6, Y10
+	VPERM2I128   $0x31, Y9, Y6, Y6
+	VPADDD       Y6, Y10, Y10
+	VMOVSS       192(SP), X6
+	VMULSS       512(SI), X6, X6
+	VBROADCASTSS X6, Y6
+	VCVTDQ2PS    Y10, Y9
+	VMULPS       Y6, Y9, Y9
+	VADDPS       (SP), Y9, Y9
+	VMOVUPS      Y9, (SP)
+	VPXOR        Y6, Y6, Y6
+	VPXOR        Y9, Y9, Y9
+	VPMADDUBSW   (SI)(DI*1), Y3, Y3
+	VPSUBW       256(SI)(DI*1), Y3, Y3
+	VPMADDUBSW   32(SI)(DI*1), Y4, Y4
+	VPSUBW       288(SI)(DI*1), Y4, Y4
+	VPUNPCKLWD   Y4, Y3, Y10
+	VPUNPCKHWD   Y4, Y3, Y3
+	VPMADDWD     64(SP), Y10, Y10
+	VPMADDWD     64(SP), Y3, Y3
+	VPADDD       Y10, Y6, Y6
+	VPADDD       Y3, Y9, Y9
+	VPMADDUBSW   64(SI)(DI*1), Y0, Y0
+	VPSUBW       320(SI)(DI*1), Y0, Y0
+	VPMADDUBSW   96(SI)(DI*1), Y1, Y1
+	VPSUBW       352(SI)(DI*1), Y1, Y1
+	VPUNPCKLWD   Y1, Y0, Y3
+	VPUNPCKHWD   Y1, Y0, Y0
+	VPMADDWD     96(SP), Y3, Y3
+	VPMADDWD     96(SP), Y0, Y0
+	VPADDD       Y3, Y6, Y6
+	VPADDD       Y0, Y9, Y9
+	VPMADDUBSW   128(SI)(DI*1), Y7, Y0
+	VPSUBW       384(SI)(DI*1), Y0, Y0
+	VPMADDUBSW   160(SI)(DI*1), Y8, Y1
+	VPSUBW       416(SI)(DI*1), Y1, Y1
+	VPUNPCKLWD   Y1, Y0, Y3
+	VPUNPCKHWD   Y1, Y0, Y0
+	VPMADDWD     128(SP), Y3, Y3
+	VPMADDWD     128(SP), Y0, Y0
+	VPADDD       Y3, Y6, Y6
+	VPADDD       Y0, Y9, Y9
+	VPMADDUBSW   192(SI)(DI*1), Y2, Y0
+	VPSUBW       448(SI)(DI*1), Y0, Y0
+	VPMADDUBSW   224(SI)(DI*1), Y5, Y1
+	VPSUBW       480(SI)(DI*1), Y1, Y1
+	VPUNPCKLWD   Y1, Y0, Y2
+	VPUNPCKHWD   Y1, Y0, Y0
+	VPMADDWD     160(SP), Y2, Y2
+	VPMADDWD     160(SP), Y0, Y0
+	VPADDD       Y2, Y6, Y6
+	VPADDD       Y0, Y9, Y9
+	VPERM2I128   $0x20, Y9, Y6, Y0
+	VPERM2I128   $0x31, Y9, Y6, Y1
+	VPADDD       Y1, Y0, Y0
+	VMOVSS       192(SP), X1
+	VMULSS       512(SI)(DI*1), X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VADDPS       32(SP), Y0, Y0
+	VMOVUPS      Y0, 32(SP)
+	ADDQ         $0x000000d2, R10
+	ADDQ         $0x00000220, SI
+	DECQ         R11
+	JMP          dotQ6KTile2AVX2_block
+
+dotQ6KTile2AVX2_rowDone:
+	VMOVUPS      (SP), Y0
+	VXORPS       X1, X1, X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (R8)
+	VMOVUPS      32(SP), Y0
+	VXORPS       X1, X1, X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (R8)(R9*1)
+	ADDQ         $0x04, R8
+	ADDQ         CX, AX
+	DECQ         DX
+	JMP          dotQ6KTile2AVX2_row
+
+dotQ6KTile2AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -2177,6 +2665,325 @@ dotQ4_0Tile8x3AVX2_done:
 	ADDQ    CX, AX
 	VMOVUPS 64(SP), Y0
 	VMOVUPS Y0, (AX)
+	VZEROUPPER
+	RET
+
+// func dotQ6KTile3AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ6KTile3AVX2(SB), NOSPLIT, $232-112
+	MOVQ w_base+0(FP), AX
+	MOVQ rowBytes+24(FP), CX
+	MOVQ rows+32(FP), DX
+	MOVQ aux_base+40(FP), BX
+	MOVQ auxStride+64(FP), DI
+	SHLQ $0x02, DI
+	LEAQ (DI)(DI*2), SI
+	MOVQ dst_base+80(FP), R8
+	MOVQ dstStride+104(FP), R9
+	SHLQ $0x02, R9
+	LEAQ (R9)(R9*2), SI
+
+dotQ6KTile3AVX2_row:
+	TESTQ   DX, DX
+	JZ      dotQ6KTile3AVX2_done
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 32(SP)
+	VMOVUPS Y0, 64(SP)
+	MOVQ    AX, R10
+	MOVQ    BX, SI
+	MOVQ    nb+72(FP), R11
+
+dotQ6KTile3AVX2_block:
+	TESTQ        R11, R11
+	JZ           dotQ6KTile3AVX2_rowDone
+	VMOVDQU      192(R10), X0
+	VPSHUFB      q6KScaleMask0<>+0(SB), X0, X1
+	VPMOVSXBW    X1, Y1
+	VMOVDQU      Y1, 96(SP)
+	VPSHUFB      q6KScaleMask1<>+0(SB), X0, X1
+	VPMOVSXBW    X1, Y1
+	VMOVDQU      Y1, 128(SP)
+	VPSHUFB      q6KScaleMask2<>+0(SB), X0, X1
+	VPMOVSXBW    X1, Y1
+	VMOVDQU      Y1, 160(SP)
+	VPSHUFB      q6KScaleMask3<>+0(SB), X0, X0
+	VPMOVSXBW    X0, Y0
+	VMOVDQU      Y0, 192(SP)
+	VPXOR        X0, X0, X0
+	VPINSRW      $0x00, 208(R10), X0, X0
+	VCVTPH2PS    X0, X0
+	VMOVSS       X0, 224(SP)
+	VMOVDQU      (R10), Y0
+	VPSHUFB      lanePair<>+0(SB), Y0, Y0
+	VMOVDQU      32(R10), Y1
+	VPSHUFB      lanePair<>+0(SB), Y1, Y1
+	VMOVDQU      128(R10), Y2
+	VPSHUFB      lanePair<>+0(SB), Y2, Y2
+	VPAND        mask0F<>+0(SB), Y0, Y3
+	VPSLLW       $0x04, Y2, Y4
+	VPAND        mask30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPAND        mask0F<>+0(SB), Y1, Y4
+	VPSLLW       $0x02, Y2, Y5
+	VPAND        mask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSRLW       $0x04, Y0, Y0
+	VPAND        mask0F<>+0(SB), Y0, Y0
+	VMOVDQA      Y2, Y5
+	VPAND        mask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        mask0F<>+0(SB), Y1, Y1
+	VPSRLW       $0x02, Y2, Y2
+	VPAND        mask30<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VMOVDQU      64(R10), Y2
+	VPSHUFB      lanePair<>+0(SB), Y2, Y2
+	VMOVDQU      96(R10), Y5
+	VPSHUFB      lanePair<>+0(SB), Y5, Y5
+	VMOVDQU      160(R10), Y6
+	VPSHUFB      lanePair<>+0(SB), Y6, Y6
+	VPAND        mask0F<>+0(SB), Y2, Y7
+	VPSLLW       $0x04, Y6, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPAND        mask0F<>+0(SB), Y5, Y8
+	VPSLLW       $0x02, Y6, Y9
+	VPAND        mask30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        mask0F<>+0(SB), Y2, Y2
+	VMOVDQA      Y6, Y9
+	VPAND        mask30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y2, Y2
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        mask0F<>+0(SB), Y5, Y5
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        mask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPXOR        Y6, Y6, Y6
+	VPXOR        Y9, Y9, Y9
+	VPMADDUBSW   (SI), Y3, Y10
+	VPSUBW       256(SI), Y10, Y10
+	VPMADDUBSW   32(SI), Y4, Y11
+	VPSUBW       288(SI), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     96(SP), Y12, Y12
+	VPMADDWD     96(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   64(SI), Y0, Y10
+	VPSUBW       320(SI), Y10, Y10
+	VPMADDUBSW   96(SI), Y1, Y11
+	VPSUBW       352(SI), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     128(SP), Y12, Y12
+	VPMADDWD     128(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   128(SI), Y7, Y10
+	VPSUBW       384(SI), Y10, Y10
+	VPMADDUBSW   160(SI), Y8, Y11
+	VPSUBW       416(SI), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     160(SP), Y12, Y12
+	VPMADDWD     160(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   192(SI), Y2, Y10
+	VPSUBW       448(SI), Y10, Y10
+	VPMADDUBSW   224(SI), Y5, Y11
+	VPSUBW       480(SI), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     192(SP), Y12, Y12
+	VPMADDWD     192(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPERM2I128   $0x20, Y9, Y6, Y10
+	VPERM2I128   $0x31, Y9, Y6, Y6
+	VPADDD       Y6, Y10, Y10
+	VMOVSS       224(SP), X6
+	VMULSS       512(SI), X6, X6
+	VBROADCASTSS X6, Y6
+	VCVTDQ2PS    Y10, Y9
+	VMULPS       Y6, Y9, Y9
+	VADDPS       (SP), Y9, Y9
+	VMOVUPS      Y9, (SP)
+	VPXOR        Y6, Y6, Y6
+	VPXOR        Y9, Y9, Y9
+	VPMADDUBSW   (SI)(DI*1), Y3, Y10
+	VPSUBW       256(SI)(DI*1), Y10, Y10
+	VPMADDUBSW   32(SI)(DI*1), Y4, Y11
+	VPSUBW       288(SI)(DI*1), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     96(SP), Y12, Y12
+	VPMADDWD     96(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   64(SI)(DI*1), Y0, Y10
+	VPSUBW       320(SI)(DI*1), Y10, Y10
+	VPMADDUBSW   96(SI)(DI*1), Y1, Y11
+	VPSUBW       352(SI)(DI*1), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     128(SP), Y12, Y12
+	VPMADDWD     128(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   128(SI)(DI*1), Y7, Y10
+	VPSUBW       384(SI)(DI*1), Y10, Y10
+	VPMADDUBSW   160(SI)(DI*1), Y8, Y11
+	VPSUBW       416(SI)(DI*1), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     160(SP), Y12, Y12
+	VPMADDWD     160(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   192(SI)(DI*1), Y2, Y10
+	VPSUBW       448(SI)(DI*1), Y10, Y10
+	VPMADDUBSW   224(SI)(DI*1), Y5, Y11
+	VPSUBW       480(SI)(DI*1), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     192(SP), Y12, Y12
+	VPMADDWD     192(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPERM2I128   $0x20, Y9, Y6, Y10
+	VPERM2I128   $0x31, Y9, Y6, Y6
+	VPADDD       Y6, Y10, Y10
+	VMOVSS       224(SP), X6
+	VMULSS       512(SI)(DI*1), X6, X6
+	VBROADCASTSS X6, Y6
+	VCVTDQ2PS    Y10, Y9
+	VMULPS       Y6, Y9, Y9
+	VADDPS       32(SP), Y9, Y9
+	VMOVUPS      Y9, 32(SP)
+	VPXOR        Y6, Y6, Y6
+	VPXOR        Y9, Y9, Y9
+	VPMADDUBSW   (SI)(DI*2), Y3, Y3
+	VPSUBW       256(SI)(DI*2), Y3, Y3
+	VPMADDUBSW   32(SI)(DI*2), Y4, Y4
+	VPSUBW       288(SI)(DI*2), Y4, Y4
+	VPUNPCKLWD   Y4, Y3, Y10
+	VPUNPCKHWD   Y4, Y3, Y3
+	VPMADDWD     96(SP), Y10, Y10
+	VPMADDWD     96(SP), Y3, Y3
+	VPADDD       Y10, Y6, Y6
+	VPADDD       Y3, Y9, Y9
+	VPMADDUBSW   64(SI)(DI*2), Y0, Y0
+	VPSUBW       320(SI)(DI*2), Y0, Y0
+	VPMADDUBSW   96(SI)(DI*2), Y1, Y1
+	VPSUBW       352(SI)(DI*2), Y1, Y1
+	VPUNPCKLWD   Y1, Y0, Y3
+	VPUNPCKHWD   Y1, Y0, Y0
+	VPMADDWD     128(SP), Y3, Y3
+	VPMADDWD     128(SP), Y0, Y0
+	VPADDD       Y3, Y6, Y6
+	VPADDD       Y0, Y9, Y9
+	VPMADDUBSW   128(SI)(DI*2), Y7, Y0
+	VPSUBW       384(SI)(DI*2), Y0, Y0
+	VPMADDUBSW   160(SI)(DI*2), Y8, Y1
+	VPSUBW       416(SI)(DI*2), Y1, Y1
+	VPUNPCKLWD   Y1, Y0, Y3
+	VPUNPCKHWD   Y1, Y0, Y0
+	VPMADDWD     160(SP), Y3, Y3
+	VPMADDWD     160(SP), Y0, Y0
+	VPADDD       Y3, Y6, Y6
+	VPADDD       Y0, Y9, Y9
+	VPMADDUBSW   192(SI)(DI*2), Y2, Y0
+	VPSUBW       448(SI)(DI*2), Y0, Y0
+	VPMADDUBSW   224(SI)(DI*2), Y5, Y1
+	VPSUBW       480(SI)(DI*2), Y1, Y1
+	VPUNPCKLWD   Y1, Y0, Y2
+	VPUNPCKHWD   Y1, Y0, Y0
+	VPMADDWD     192(SP), Y2, Y2
+	VPMADDWD     192(SP), Y0, Y0
+	VPADDD       Y2, Y6, Y6
+	VPADDD       Y0, Y9, Y9
+	VPERM2I128   $0x20, Y9, Y6, Y0
+	VPERM2I128   $0x31, Y9, Y6, Y1
+	VPADDD       Y1, Y0, Y0
+	VMOVSS       224(SP), X1
+	VMULSS       512(SI)(DI*2), X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VADDPS       64(SP), Y0, Y0
+	VMOVUPS      Y0, 64(SP)
+	ADDQ         $0x000000d2, R10
+	ADDQ         $0x00000220, SI
+	DECQ         R11
+	JMP          dotQ6KTile3AVX2_block
+
+dotQ6KTile3AVX2_rowDone:
+	VMOVUPS      (SP), Y0
+	VXORPS       X1, X1, X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (R8)
+	VMOVUPS      32(SP), Y0
+	VXORPS       X1, X1, X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (R8)(R9*1)
+	VMOVUPS      64(SP), Y0
+	VXORPS       X1, X1, X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (R8)(R9*2)
+	ADDQ         $0x04, R8
+	ADDQ         CX, AX
+	DECQ         DX
+	JMP          dotQ6KTile3AVX2_row
+
+dotQ6KTile3AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -2428,6 +3235,396 @@ dotQ4_0Tile8x4AVX2_done:
 	ADDQ    CX, AX
 	VMOVUPS 96(SP), Y0
 	VMOVUPS Y0, (AX)
+	VZEROUPPER
+	RET
+
+// func dotQ6KTile4AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ6KTile4AVX2(SB), NOSPLIT, $264-112
+	MOVQ w_base+0(FP), AX
+	MOVQ rowBytes+24(FP), CX
+	MOVQ rows+32(FP), DX
+	MOVQ aux_base+40(FP), BX
+	MOVQ auxStride+64(FP), DI
+	SHLQ $0x02, DI
+	LEAQ (DI)(DI*2), R8
+	MOVQ dst_base+80(FP), R9
+	MOVQ dstStride+104(FP), R10
+	SHLQ $0x02, R10
+	LEAQ (R10)(R10*2), R11
+
+dotQ6KTile4AVX2_row:
+	TESTQ   DX, DX
+	JZ      dotQ6KTile4AVX2_done
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 32(SP)
+	VMOVUPS Y0, 64(SP)
+	VMOVUPS Y0, 96(SP)
+	MOVQ    AX, R12
+	MOVQ    BX, SI
+	MOVQ    nb+72(FP), R13
+
+dotQ6KTile4AVX2_block:
+	TESTQ        R13, R13
+	JZ           dotQ6KTile4AVX2_rowDone
+	VMOVDQU      192(R12), X0
+	VPSHUFB      q6KScaleMask0<>+0(SB), X0, X1
+	VPMOVSXBW    X1, Y1
+	VMOVDQU      Y1, 128(SP)
+	VPSHUFB      q6KScaleMask1<>+0(SB), X0, X1
+	VPMOVSXBW    X1, Y1
+	VMOVDQU      Y1, 160(SP)
+	VPSHUFB      q6KScaleMask2<>+0(SB), X0, X1
+	VPMOVSXBW    X1, Y1
+	VMOVDQU      Y1, 192(SP)
+	VPSHUFB      q6KScaleMask3<>+0(SB), X0, X0
+	VPMOVSXBW    X0, Y0
+	VMOVDQU      Y0, 224(SP)
+	VPXOR        X0, X0, X0
+	VPINSRW      $0x00, 208(R12), X0, X0
+	VCVTPH2PS    X0, X0
+	VMOVSS       X0, 256(SP)
+	VMOVDQU      (R12), Y0
+	VPSHUFB      lanePair<>+0(SB), Y0, Y0
+	VMOVDQU      32(R12), Y1
+	VPSHUFB      lanePair<>+0(SB), Y1, Y1
+	VMOVDQU      128(R12), Y2
+	VPSHUFB      lanePair<>+0(SB), Y2, Y2
+	VPAND        mask0F<>+0(SB), Y0, Y3
+	VPSLLW       $0x04, Y2, Y4
+	VPAND        mask30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPAND        mask0F<>+0(SB), Y1, Y4
+	VPSLLW       $0x02, Y2, Y5
+	VPAND        mask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSRLW       $0x04, Y0, Y0
+	VPAND        mask0F<>+0(SB), Y0, Y0
+	VMOVDQA      Y2, Y5
+	VPAND        mask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        mask0F<>+0(SB), Y1, Y1
+	VPSRLW       $0x02, Y2, Y2
+	VPAND        mask30<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VMOVDQU      64(R12), Y2
+	VPSHUFB      lanePair<>+0(SB), Y2, Y2
+	VMOVDQU      96(R12), Y5
+	VPSHUFB      lanePair<>+0(SB), Y5, Y5
+	VMOVDQU      160(R12), Y6
+	VPSHUFB      lanePair<>+0(SB), Y6, Y6
+	VPAND        mask0F<>+0(SB), Y2, Y7
+	VPSLLW       $0x04, Y6, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPAND        mask0F<>+0(SB), Y5, Y8
+	VPSLLW       $0x02, Y6, Y9
+	VPAND        mask30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        mask0F<>+0(SB), Y2, Y2
+	VMOVDQA      Y6, Y9
+	VPAND        mask30<>+0(SB), Y9, Y9
+	VPOR         Y9, Y2, Y2
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        mask0F<>+0(SB), Y5, Y5
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        mask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPXOR        Y6, Y6, Y6
+	VPXOR        Y9, Y9, Y9
+	VPMADDUBSW   (SI), Y3, Y10
+	VPSUBW       256(SI), Y10, Y10
+	VPMADDUBSW   32(SI), Y4, Y11
+	VPSUBW       288(SI), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     128(SP), Y12, Y12
+	VPMADDWD     128(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   64(SI), Y0, Y10
+	VPSUBW       320(SI), Y10, Y10
+	VPMADDUBSW   96(SI), Y1, Y11
+	VPSUBW       352(SI), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     160(SP), Y12, Y12
+	VPMADDWD     160(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   128(SI), Y7, Y10
+	VPSUBW       384(SI), Y10, Y10
+	VPMADDUBSW   160(SI), Y8, Y11
+	VPSUBW       416(SI), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     192(SP), Y12, Y12
+	VPMADDWD     192(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   192(SI), Y2, Y10
+	VPSUBW       448(SI), Y10, Y10
+	VPMADDUBSW   224(SI), Y5, Y11
+	VPSUBW       480(SI), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     224(SP), Y12, Y12
+	VPMADDWD     224(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPERM2I128   $0x20, Y9, Y6, Y10
+	VPERM2I128   $0x31, Y9, Y6, Y6
+	VPADDD       Y6, Y10, Y10
+	VMOVSS       256(SP), X6
+	VMULSS       512(SI), X6, X6
+	VBROADCASTSS X6, Y6
+	VCVTDQ2PS    Y10, Y9
+	VMULPS       Y6, Y9, Y9
+	VADDPS       (SP), Y9, Y9
+	VMOVUPS      Y9, (SP)
+	VPXOR        Y6, Y6, Y6
+	VPXOR        Y9, Y9, Y9
+	VPMADDUBSW   (SI)(DI*1), Y3, Y10
+	VPSUBW       256(SI)(DI*1), Y10, Y10
+	VPMADDUBSW   32(SI)(DI*1), Y4, Y11
+	VPSUBW       288(SI)(DI*1), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     128(SP), Y12, Y12
+	VPMADDWD     128(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   64(SI)(DI*1), Y0, Y10
+	VPSUBW       320(SI)(DI*1), Y10, Y10
+	VPMADDUBSW   96(SI)(DI*1), Y1, Y11
+	VPSUBW       352(SI)(DI*1), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     160(SP), Y12, Y12
+	VPMADDWD     160(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   128(SI)(DI*1), Y7, Y10
+	VPSUBW       384(SI)(DI*1), Y10, Y10
+	VPMADDUBSW   160(SI)(DI*1), Y8, Y11
+	VPSUBW       416(SI)(DI*1), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     192(SP), Y12, Y12
+	VPMADDWD     192(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   192(SI)(DI*1), Y2, Y10
+	VPSUBW       448(SI)(DI*1), Y10, Y10
+	VPMADDUBSW   224(SI)(DI*1), Y5, Y11
+	VPSUBW       480(SI)(DI*1), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     224(SP), Y12, Y12
+	VPMADDWD     224(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPERM2I128   $0x20, Y9, Y6, Y10
+	VPERM2I128   $0x31, Y9, Y6, Y6
+	VPADDD       Y6, Y10, Y10
+	VMOVSS       256(SP), X6
+	VMULSS       512(SI)(DI*1), X6, X6
+	VBROADCASTSS X6, Y6
+	VCVTDQ2PS    Y10, Y9
+	VMULPS       Y6, Y9, Y9
+	VADDPS       32(SP), Y9, Y9
+	VMOVUPS      Y9, 32(SP)
+	VPXOR        Y6, Y6, Y6
+	VPXOR        Y9, Y9, Y9
+	VPMADDUBSW   (SI)(DI*2), Y3, Y10
+	VPSUBW       256(SI)(DI*2), Y10, Y10
+	VPMADDUBSW   32(SI)(DI*2), Y4, Y11
+	VPSUBW       288(SI)(DI*2), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     128(SP), Y12, Y12
+	VPMADDWD     128(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   64(SI)(DI*2), Y0, Y10
+	VPSUBW       320(SI)(DI*2), Y10, Y10
+	VPMADDUBSW   96(SI)(DI*2), Y1, Y11
+	VPSUBW       352(SI)(DI*2), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     160(SP), Y12, Y12
+	VPMADDWD     160(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   128(SI)(DI*2), Y7, Y10
+	VPSUBW       384(SI)(DI*2), Y10, Y10
+	VPMADDUBSW   160(SI)(DI*2), Y8, Y11
+	VPSUBW       416(SI)(DI*2), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     192(SP), Y12, Y12
+	VPMADDWD     192(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   192(SI)(DI*2), Y2, Y10
+	VPSUBW       448(SI)(DI*2), Y10, Y10
+	VPMADDUBSW   224(SI)(DI*2), Y5, Y11
+	VPSUBW       480(SI)(DI*2), Y11, Y11
+	VPUNPCKLWD   Y11, Y10, Y12
+	VPUNPCKHWD   Y11, Y10, Y10
+	VPMADDWD     224(SP), Y12, Y12
+	VPMADDWD     224(SP), Y10, Y10
+	VPADDD       Y12, Y6, Y6
+	VPADDD       Y10, Y9, Y9
+	VPERM2I128   $0x20, Y9, Y6, Y10
+	VPERM2I128   $0x31, Y9, Y6, Y6
+	VPADDD       Y6, Y10, Y10
+	VMOVSS       256(SP), X6
+	VMULSS       512(SI)(DI*2), X6, X6
+	VBROADCASTSS X6, Y6
+	VCVTDQ2PS    Y10, Y9
+	VMULPS       Y6, Y9, Y9
+	VADDPS       64(SP), Y9, Y9
+	VMOVUPS      Y9, 64(SP)
+	VPXOR        Y6, Y6, Y6
+	VPXOR        Y9, Y9, Y9
+	VPMADDUBSW   (SI)(R8*1), Y3, Y3
+	VPSUBW       256(SI)(R8*1), Y3, Y3
+	VPMADDUBSW   32(SI)(R8*1), Y4, Y4
+	VPSUBW       288(SI)(R8*1), Y4, Y4
+	VPUNPCKLWD   Y4, Y3, Y10
+	VPUNPCKHWD   Y4, Y3, Y3
+	VPMADDWD     128(SP), Y10, Y10
+	VPMADDWD     128(SP), Y3, Y3
+	VPADDD       Y10, Y6, Y6
+	VPADDD       Y3, Y9, Y9
+	VPMADDUBSW   64(SI)(R8*1), Y0, Y0
+	VPSUBW       320(SI)(R8*1), Y0, Y0
+	VPMADDUBSW   96(SI)(R8*1), Y1, Y1
+	VPSUBW       352(SI)(R8*1), Y1, Y1
+	VPUNPCKLWD   Y1, Y0, Y3
+	VPUNPCKHWD   Y1, Y0, Y0
+	VPMADDWD     160(SP), Y3, Y3
+	VPMADDWD     160(SP), Y0, Y0
+	VPADDD       Y3, Y6, Y6
+	VPADDD       Y0, Y9, Y9
+	VPMADDUBSW   128(SI)(R8*1), Y7, Y0
+	VPSUBW       384(SI)(R8*1), Y0, Y0
+	VPMADDUBSW   160(SI)(R8*1), Y8, Y1
+	VPSUBW       416(SI)(R8*1), Y1, Y1
+	VPUNPCKLWD   Y1, Y0, Y3
+	VPUNPCKHWD   Y1, Y0, Y0
+	VPMADDWD     192(SP), Y3, Y3
+	VPMADDWD     192(SP), Y0, Y0
+	VPADDD       Y3, Y6, Y6
+	VPADDD       Y0, Y9, Y9
+	VPMADDUBSW   192(SI)(R8*1), Y2, Y0
+	VPSUBW       448(SI)(R8*1), Y0, Y0
+	VPMADDUBSW   224(SI)(R8*1), Y5, Y1
+	VPSUBW       480(SI)(R8*1), Y1, Y1
+	VPUNPCKLWD   Y1, Y0, Y2
+	VPUNPCKHWD   Y1, Y0, Y0
+	VPMADDWD     224(SP), Y2, Y2
+	VPMADDWD     224(SP), Y0, Y0
+	VPADDD       Y2, Y6, Y6
+	VPADDD       Y0, Y9, Y9
+	VPERM2I128   $0x20, Y9, Y6, Y0
+	VPERM2I128   $0x31, Y9, Y6, Y1
+	VPADDD       Y1, Y0, Y0
+	VMOVSS       256(SP), X1
+	VMULSS       512(SI)(R8*1), X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VADDPS       96(SP), Y0, Y0
+	VMOVUPS      Y0, 96(SP)
+	ADDQ         $0x000000d2, R12
+	ADDQ         $0x00000220, SI
+	DECQ         R13
+	JMP          dotQ6KTile4AVX2_block
+
+dotQ6KTile4AVX2_rowDone:
+	VMOVUPS      (SP), Y0
+	VXORPS       X1, X1, X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (R9)
+	VMOVUPS      32(SP), Y0
+	VXORPS       X1, X1, X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (R9)(R10*1)
+	VMOVUPS      64(SP), Y0
+	VXORPS       X1, X1, X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (R9)(R10*2)
+	VMOVUPS      96(SP), Y0
+	VXORPS       X1, X1, X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (R9)(R11*1)
+	ADDQ         $0x04, R9
+	ADDQ         CX, AX
+	DECQ         DX
+	JMP          dotQ6KTile4AVX2_row
+
+dotQ6KTile4AVX2_done:
 	VZEROUPPER
 	RET
 

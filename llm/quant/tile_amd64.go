@@ -12,6 +12,46 @@ var q4_0Tiles = [4]func(w []byte, rowBytes int, x []byte, xStride int, aux []uin
 	dotQ4_0Tile8x1AVX2, dotQ4_0Tile8x2AVX2, dotQ4_0Tile8x3AVX2, dotQ4_0Tile8x4AVX2,
 }
 
+var q6KTiles = [4]func(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int){
+	dotQ6KTile1AVX2, dotQ6KTile2AVX2, dotQ6KTile3AVX2, dotQ6KTile4AVX2,
+}
+
+// q6KAuxWords is q8KTileAuxAVX2's output per block, in uint32s.
+const q6KAuxWords = (8*32 + 8*32 + 32) / 4
+
+// getTileAux returns a buffer of at least size words from tileAuxPool.
+func getTileAux(size int) *[]uint32 {
+	bufp := tileAuxPool.Get().(*[]uint32)
+	if cap(*bufp) < size {
+		*bufp = make([]uint32, size)
+	}
+	*bufp = (*bufp)[:size]
+	return bufp
+}
+
+// tileQ6KAVX2 prepares every token's activations once, then runs 8-row ×
+// up-to-4-token tiles, rows outer so that the 8 rows' weights stay in L1.
+func tileQ6KAVX2(n int, w, x []byte, xStride, tokens int, dst []float32, dstStride int) {
+	nb := n / QKK
+	rowBytes, xBytes := nb*q6KBytes, nb*q8KBytes
+	rows := len(w) / rowBytes
+	auxStride := nb * q6KAuxWords
+	bufp := getTileAux(tokens * auxStride)
+	aux := *bufp
+	for t := 0; t < tokens; t++ {
+		q8KTileAuxAVX2(x[t*xStride:t*xStride+xBytes], nb, aux[t*auxStride:(t+1)*auxStride])
+	}
+	for r := 0; r < rows; r += 8 {
+		R := min(8, rows-r)
+		wr := w[r*rowBytes : (r+R)*rowBytes]
+		for t := 0; t < tokens; t += 4 {
+			T := min(4, tokens-t)
+			q6KTiles[T-1](wr, rowBytes, R, aux[t*auxStride:(t+T)*auxStride], auxStride, nb, dst[t*dstStride+r:(t+T-1)*dstStride+r+R], dstStride)
+		}
+	}
+	tileAuxPool.Put(bufp)
+}
+
 // tileQ4_0AVX2 covers the tile with 8-row × up-to-4-token kernels, rows
 // outer so that 8 rows' weights stay in L1 while every token passes over
 // them; rows beyond a multiple of 8 go to the multi-row kernel token by
@@ -22,12 +62,9 @@ func tileQ4_0AVX2(n int, w, x []byte, xStride, tokens int, dst []float32, dstStr
 	rows := len(w) / rowBytes
 	full := rows &^ 7
 	if full > 0 {
-		bufp := tileAuxPool.Get().(*[]uint32)
 		auxStride := 2 * nb
-		if cap(*bufp) < tokens*auxStride {
-			*bufp = make([]uint32, tokens*auxStride)
-		}
-		aux := (*bufp)[:tokens*auxStride]
+		bufp := getTileAux(tokens * auxStride)
+		aux := *bufp
 		for t := 0; t < tokens; t++ {
 			q8_0TileAuxAVX2(x[t*xStride:t*xStride+xBytes], nb, aux[t*auxStride:(t+1)*auxStride])
 		}

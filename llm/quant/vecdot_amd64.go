@@ -49,6 +49,7 @@ var kernelSets = []kernelSet{
 		Q6_K: func(n int, w, x []byte, dst []float32) { dotQ6KRowsAVX2(w, x, n/QKK, dst) },
 	}, tile: [numTypes]vecDotTileFunc{
 		Q4_0: tileQ4_0AVX2,
+		Q6_K: tileQ6KAVX2,
 	}},
 }
 

@@ -225,7 +225,203 @@ func storeTile(acc Mem, T int) {
 func genTiles() {
 	tileConstants()
 	genQ8_0TileAux()
+	genQ8KTileAux()
 	for T := 1; T <= 4; T++ {
 		genQ4_0Tile(T)
+		genQ6KTile(T)
 	}
+}
+
+// q6KAuxBytes is what q8KTileAuxAVX2 writes per Q8_K block: the 8 groups of
+// 32 quants in lanePair order, the 8 matching VPMADDUBSW(32, x) offsets,
+// and d_x (padded to 32 bytes).
+const q6KAuxBytes = 8*32 + 8*32 + 32
+
+// genQ8KTileAux emits q8KTileAuxAVX2, the per-token half of the Q6_K tile
+// kernels' work: each token's quants in the pairing the weights are
+// shuffled to (see q6KBody), and the products of 32 with them that turn the
+// unsigned 6-bit weights into signed ones, done once per token rather than
+// once per row.
+func genQ8KTileAux() {
+	TEXT("q8KTileAuxAVX2", NOSPLIT, "func(x []byte, nb int, aux []uint32)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("q8KTileAuxAVX2 writes %d bytes per Q8_K block of x to aux: its quants in lanePair order, their products with 32 summed in pairs (VPMADDUBSW), and d_x (AVX2).", q6KAuxBytes))
+	x := Load(Param("x").Base(), GP64())
+	nb := Load(Param("nb"), GP64())
+	a := Load(Param("aux").Base(), GP64())
+	pair, c32 := YMM(), YMM()
+	VMOVDQU(lanePair, pair)
+	VMOVDQU(bytes32, c32)
+	Label("q8KTileAux_loop")
+	TESTQ(nb, nb)
+	JZ(LabelRef("q8KTileAux_done"))
+	for g := 0; g < 8; g++ {
+		v, o := YMM(), YMM()
+		VMOVDQU(Mem{Base: x, Disp: 4 + 32*g}, v)
+		VPSHUFB(pair, v, v)
+		VMOVDQU(v, Mem{Base: a, Disp: 32 * g})
+		VPMADDUBSW(v, c32, o)
+		VMOVDQU(o, Mem{Base: a, Disp: 256 + 32*g})
+	}
+	d := GP32()
+	MOVL(Mem{Base: x}, d)
+	MOVL(d, Mem{Base: a, Disp: 512})
+	ADDQ(U32(q8KBytes), x)
+	ADDQ(U32(q6KAuxBytes), a)
+	DECQ(nb)
+	JMP(LabelRef("q8KTileAux_loop"))
+	Label("q8KTileAux_done")
+	VZEROUPPER()
+	RET()
+}
+
+// genQ6KTile emits dotQ6KTile<T>AVX2: rows Q6_K rows × T Q8_K tokens. The
+// reference keeps 8 float lanes per row, which the single-row kernel already
+// holds in one vector; what a tile adds is decoding each block's 6-bit
+// values and scales once for T tokens, with the tokens' shuffles and offsets
+// precomputed by q8KTileAuxAVX2. The integer lanes, the float32 product
+// d_w*d_x, the per-lane update and the final in-order lane sum are the
+// single-row kernel's.
+func genQ6KTile(T int) {
+	name := fmt.Sprintf("dotQ6KTile%dAVX2", T)
+	TEXT(name, NOSPLIT, "func(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s sets dst[t*dstStride+r] to the reference Q6_K×Q8_K dot product of weight row r < rows (rowBytes apart in w) with token t < %d, given as its q8KTileAuxAVX2 output (auxStride apart in aux), nb blocks each (AVX2, F16C).", name, T))
+	acc := AllocLocal(32 * T)
+	scales := AllocLocal(32 * 4)
+	dwMem := AllocLocal(8)
+
+	wRow := Load(Param("w").Base(), GP64())
+	rb := Load(Param("rowBytes"), GP64())
+	rows := Load(Param("rows"), GP64())
+	aux0 := Load(Param("aux").Base(), GP64())
+	aa := tileAddr{base0: GP64(), stride: Load(Param("auxStride"), GP64()), stride3: GP64()}
+	SHLQ(Imm(2), aa.stride)
+	LEAQ(Mem{Base: aa.stride, Index: aa.stride, Scale: 2}, aa.stride3)
+	da := tileAddr{base0: Load(Param("dst").Base(), GP64()), stride: Load(Param("dstStride"), GP64()), stride3: GP64()}
+	SHLQ(Imm(2), da.stride)
+	LEAQ(Mem{Base: da.stride, Index: da.stride, Scale: 2}, da.stride3)
+
+	Label(name + "_row")
+	TESTQ(rows, rows)
+	JZ(LabelRef(name + "_done"))
+	z := YMM()
+	VXORPS(z, z, z)
+	for t := 0; t < T; t++ {
+		VMOVUPS(z, acc.Offset(32*t))
+	}
+	w := GP64()
+	MOVQ(wRow, w)
+	MOVQ(aux0, aa.base0)
+	nb := Load(Param("nb"), GP64())
+
+	Label(name + "_block")
+	TESTQ(nb, nb)
+	JZ(LabelRef(name + "_rowDone"))
+	{
+		sc := XMM()
+		VMOVDQU(Mem{Base: w, Disp: 192}, sc)
+		for p := 0; p < 4; p++ {
+			s := YMM()
+			VPSHUFB(q6KScaleMask[p], sc, s.AsX())
+			VPMOVSXBW(s.AsX(), s)
+			VMOVDQU(s, scales.Offset(32*p))
+		}
+		dw := XMM()
+		VPXOR(dw, dw, dw)
+		VPINSRW(Imm(0), Mem{Base: w, Disp: 208}, dw, dw)
+		VCVTPH2PS(dw, dw)
+		VMOVSS(dw, dwMem)
+
+		var g [8]VecVirtual
+		for h := 0; h < 2; h++ {
+			ql0, ql1, qh := YMM(), YMM(), YMM()
+			VMOVDQU(Mem{Base: w, Disp: 64 * h}, ql0)
+			VPSHUFB(lanePair, ql0, ql0)
+			VMOVDQU(Mem{Base: w, Disp: 64*h + 32}, ql1)
+			VPSHUFB(lanePair, ql1, ql1)
+			VMOVDQU(Mem{Base: w, Disp: 128 + 32*h}, qh)
+			VPSHUFB(lanePair, qh, qh)
+			for k := 0; k < 4; k++ {
+				v, hb := YMM(), YMM()
+				ql := ql0
+				if k%2 == 1 {
+					ql = ql1
+				}
+				if k < 2 {
+					VPAND(mask0F, ql, v)
+				} else {
+					VPSRLW(Imm(4), ql, v)
+					VPAND(mask0F, v, v)
+				}
+				// Word shifts move bits across bytes, but the 0x30 mask
+				// keeps only bits that come from the byte itself.
+				switch k {
+				case 0:
+					VPSLLW(Imm(4), qh, hb)
+				case 1:
+					VPSLLW(Imm(2), qh, hb)
+				case 2:
+					VMOVDQA(qh, hb)
+				case 3:
+					VPSRLW(Imm(2), qh, hb)
+				}
+				VPAND(mask30, hb, hb)
+				VPOR(hb, v, v)
+				g[4*h+k] = v
+			}
+		}
+		for t := 0; t < T; t++ {
+			accLo, accHi := YMM(), YMM()
+			VPXOR(accLo, accLo, accLo)
+			VPXOR(accHi, accHi, accHi)
+			for p := 0; p < 4; p++ {
+				// (g-32)*x in int16 pairs: g*x - 32*x, each ≤ 2*63*128.
+				var ab [2]VecVirtual
+				for i := range ab {
+					k := 2*p + i
+					ab[i] = YMM()
+					VPMADDUBSW(aa.at(t, 32*k), g[k], ab[i])
+					VPSUBW(aa.at(t, 256+32*k), ab[i], ab[i])
+				}
+				l, h := YMM(), YMM()
+				VPUNPCKLWD(ab[1], ab[0], l)
+				VPUNPCKHWD(ab[1], ab[0], h)
+				VPMADDWD(scales.Offset(32*p), l, l)
+				VPMADDWD(scales.Offset(32*p), h, h)
+				VPADDD(l, accLo, accLo)
+				VPADDD(h, accHi, accHi)
+			}
+			lanes := combineLanes(accLo, accHi)
+			d := XMM()
+			VMOVSS(dwMem, d)
+			VMULSS(aa.at(t, 512), d, d)
+			db, fl := YMM(), YMM()
+			VBROADCASTSS(d, db)
+			VCVTDQ2PS(lanes, fl)
+			VMULPS(db, fl, fl)
+			VADDPS(acc.Offset(32*t), fl, fl)
+			VMOVUPS(fl, acc.Offset(32*t))
+		}
+		ADDQ(U32(q6KBytes), w)
+		ADDQ(U32(q6KAuxBytes), aa.base0)
+		DECQ(nb)
+		JMP(LabelRef(name + "_block"))
+	}
+	Label(name + "_rowDone")
+	for t := 0; t < T; t++ {
+		sums := YMM()
+		VMOVUPS(acc.Offset(32*t), sums)
+		sumf := XMM()
+		VXORPS(sumf, sumf, sumf)
+		finishLanes(sums, sumf)
+		VMOVSS(sumf, da.at(t, 0))
+	}
+	ADDQ(Imm(4), da.base0)
+	ADDQ(rb, wRow)
+	DECQ(rows)
+	JMP(LabelRef(name + "_row"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
 }
