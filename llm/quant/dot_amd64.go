@@ -48,6 +48,11 @@ func dotQ4_0Tile8x1AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uin
 //go:noescape
 func dotQ6KTile1AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 
+// dotQ8_0Tile8x1AVX2 sets dst[t*dstStride+r] to the reference Q8_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < 1 (xStride apart in x), nb blocks each (AVX2, F16C).
+//
+//go:noescape
+func dotQ8_0Tile8x1AVX2(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)
+
 // dotQ4_0Tile8x2AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < 2 (xStride apart in x, its q8_0TileAuxAVX2 output auxStride apart in aux), nb blocks each (AVX2, F16C).
 //
 //go:noescape
@@ -57,6 +62,11 @@ func dotQ4_0Tile8x2AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uin
 //
 //go:noescape
 func dotQ6KTile2AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+
+// dotQ8_0Tile8x2AVX2 sets dst[t*dstStride+r] to the reference Q8_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < 2 (xStride apart in x), nb blocks each (AVX2, F16C).
+//
+//go:noescape
+func dotQ8_0Tile8x2AVX2(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)
 
 // dotQ4_0Tile8x3AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < 3 (xStride apart in x, its q8_0TileAuxAVX2 output auxStride apart in aux), nb blocks each (AVX2, F16C).
 //
@@ -68,6 +78,11 @@ func dotQ4_0Tile8x3AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uin
 //go:noescape
 func dotQ6KTile3AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 
+// dotQ8_0Tile8x3AVX2 sets dst[t*dstStride+r] to the reference Q8_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < 3 (xStride apart in x), nb blocks each (AVX2, F16C).
+//
+//go:noescape
+func dotQ8_0Tile8x3AVX2(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)
+
 // dotQ4_0Tile8x4AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < 4 (xStride apart in x, its q8_0TileAuxAVX2 output auxStride apart in aux), nb blocks each (AVX2, F16C).
 //
 //go:noescape
@@ -77,6 +92,11 @@ func dotQ4_0Tile8x4AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uin
 //
 //go:noescape
 func dotQ6KTile4AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+
+// dotQ8_0Tile8x4AVX2 sets dst[t*dstStride+r] to the reference Q8_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < 4 (xStride apart in x), nb blocks each (AVX2, F16C).
+//
+//go:noescape
+func dotQ8_0Tile8x4AVX2(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)
 
 // dotF32AVX2 returns the float64 sum of the float32 products of n elements, n a multiple of 16, and the float32 sum of their magnitudes (AVX2, F16C).
 func dotF32AVX2(w []byte, x []byte, n int) (sum float64, abs float32)

@@ -85,3 +85,29 @@ func tileQ4_0AVX2(n int, w, x []byte, xStride, tokens int, dst []float32, dstStr
 		dotQ4_0RowsAVX2(w[full*rowBytes:], x[t*xStride:t*xStride+xBytes], nb, dst[t*dstStride+full:t*dstStride+rows])
 	}
 }
+
+var q8_0Tiles = [4]func(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int){
+	dotQ8_0Tile8x1AVX2, dotQ8_0Tile8x2AVX2, dotQ8_0Tile8x3AVX2, dotQ8_0Tile8x4AVX2,
+}
+
+// tileQ8_0AVX2 is tileQ4_0AVX2's loop for Q8_0, whose kernels need no
+// per-token preparation.
+func tileQ8_0AVX2(n int, w, x []byte, xStride, tokens int, dst []float32, dstStride int) {
+	nb := n / QK
+	rowBytes := nb * q8_0Bytes
+	rows := len(w) / rowBytes
+	full := rows &^ 7
+	for r := 0; r < full; r += 8 {
+		wr := w[r*rowBytes : (r+8)*rowBytes]
+		for t := 0; t < tokens; t += 4 {
+			T := min(4, tokens-t)
+			q8_0Tiles[T-1](wr, rowBytes, x[t*xStride:(t+T-1)*xStride+rowBytes], xStride, nb, dst[t*dstStride+r:(t+T-1)*dstStride+r+8], dstStride)
+		}
+	}
+	if full == rows {
+		return
+	}
+	for t := 0; t < tokens; t++ {
+		dotQ8_0RowsAVX2(w[full*rowBytes:], x[t*xStride:t*xStride+rowBytes], nb, dst[t*dstStride+full:t*dstStride+rows])
+	}
+}

@@ -50,6 +50,7 @@ var kernelSets = []kernelSet{
 	}, tile: [numTypes]vecDotTileFunc{
 		Q4_0: tileQ4_0AVX2,
 		Q6_K: tileQ6KAVX2,
+		Q8_0: tileQ8_0AVX2,
 	}},
 }
 

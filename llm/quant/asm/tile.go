@@ -229,6 +229,7 @@ func genTiles() {
 	for T := 1; T <= 4; T++ {
 		genQ4_0Tile(T)
 		genQ6KTile(T)
+		genQ8_0Tile(T)
 	}
 }
 
@@ -422,6 +423,110 @@ func genQ6KTile(T int) {
 	DECQ(rows)
 	JMP(LabelRef(name + "_row"))
 	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// transposeSumD reduces 8 int32x8 vectors p(r) to one whose lane r is the sum
+// of p(r)'s lanes: the int32 counterpart of transposeSumW, its last level
+// crossing the 128-bit halves.
+func transposeSumD(p func(r int) VecVirtual) VecVirtual {
+	add := func(a, b VecVirtual, lo, hi func(...Op)) VecVirtual {
+		l, h := YMM(), YMM()
+		lo(b, a, l)
+		hi(b, a, h)
+		VPADDD(h, l, l)
+		return l
+	}
+	level1 := func(r int) VecVirtual { return add(p(r), p(r+1), VPUNPCKLDQ, VPUNPCKHDQ) }
+	level2 := func(r int) VecVirtual {
+		a := level1(r)
+		return add(a, level1(r+2), VPUNPCKLQDQ, VPUNPCKHQDQ)
+	}
+	b0 := level2(0)
+	b1 := level2(4)
+	l, h := YMM(), YMM()
+	VPERM2I128(Imm(0x20), b1, b0, l)
+	VPERM2I128(Imm(0x31), b1, b0, h)
+	VPADDD(h, l, l)
+	return l
+}
+
+// genQ8_0Tile emits dotQ8_0Tile8x<T>AVX2: 8 Q8_0 rows × T Q8_0 tokens, lane
+// r of each vector holding row r. Weights and activations are widened to
+// int16 (VPMADDUBSW's unsigned-times-signed would lose -128×-128 pairs) and
+// multiplied with VPMADDWD; each block's widened weights go to the stack
+// once and serve all T tokens. The 8 rows' int32 partial sums are transposed
+// and added into exact row sums, then float32(isum)*float32(d_w*d_x) is
+// added to the token's accumulator, the reference's order.
+func genQ8_0Tile(T int) {
+	name := fmt.Sprintf("dotQ8_0Tile8x%dAVX2", T)
+	TEXT(name, NOSPLIT, "func(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s sets dst[t*dstStride+r] to the reference Q8_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < %d (xStride apart in x), nb blocks each (AVX2, F16C).", name, T))
+	acc := AllocLocal(32 * T)
+	wide := AllocLocal(8 * 64)
+
+	wa := tileAddr{base0: Load(Param("w").Base(), GP64()), base4: GP64(), stride: Load(Param("rowBytes"), GP64()), stride3: GP64()}
+	LEAQ(Mem{Base: wa.stride, Index: wa.stride, Scale: 2}, wa.stride3)
+	LEAQ(Mem{Base: wa.base0, Index: wa.stride, Scale: 4}, wa.base4)
+	xa := tileAddr{base0: Load(Param("x").Base(), GP64()), stride: Load(Param("xStride"), GP64()), stride3: GP64()}
+	LEAQ(Mem{Base: xa.stride, Index: xa.stride, Scale: 2}, xa.stride3)
+	nb := Load(Param("nb"), GP64())
+
+	z := YMM()
+	VXORPS(z, z, z)
+	for t := 0; t < T; t++ {
+		VMOVUPS(z, acc.Offset(32*t))
+	}
+
+	Label(name + "_loop")
+	TESTQ(nb, nb)
+	JZ(LabelRef(name + "_done"))
+	{
+		sc := XMM()
+		VPXOR(sc, sc, sc)
+		for r := 0; r < 8; r++ {
+			VPINSRW(Imm(uint64(r)), wa.at(r, 0), sc, sc)
+		}
+		dw := YMM()
+		VCVTPH2PS(sc, dw)
+		for r := 0; r < 8; r++ {
+			for half := 0; half < 2; half++ {
+				v := YMM()
+				VPMOVSXBW(wa.at(r, 2+16*half), v)
+				VMOVDQU(v, wide.Offset(64*r+32*half))
+			}
+		}
+		for t := 0; t < T; t++ {
+			x0, x1 := YMM(), YMM()
+			VPMOVSXBW(xa.at(t, 2), x0)
+			VPMOVSXBW(xa.at(t, 18), x1)
+			isum := transposeSumD(func(r int) VecVirtual {
+				p, q := YMM(), YMM()
+				VPMADDWD(wide.Offset(64*r), x0, p)
+				VPMADDWD(wide.Offset(64*r+32), x1, q)
+				VPADDD(q, p, p)
+				return p
+			})
+			ds := YMM()
+			VPBROADCASTW(xa.at(t, 0), ds.AsX())
+			VCVTPH2PS(ds.AsX(), ds)
+			VMULPS(ds, dw, ds) // d_w*d_x
+			f := YMM()
+			VCVTDQ2PS(isum, f)
+			VMULPS(ds, f, f)
+			VADDPS(acc.Offset(32*t), f, f)
+			VMOVUPS(f, acc.Offset(32*t))
+		}
+		ADDQ(Imm(q8_0Bytes), wa.base0)
+		ADDQ(Imm(q8_0Bytes), wa.base4)
+		ADDQ(Imm(q8_0Bytes), xa.base0)
+		DECQ(nb)
+		JMP(LabelRef(name + "_loop"))
+	}
+	Label(name + "_done")
+	storeTile(acc, T)
 	VZEROUPPER()
 	RET()
 }
