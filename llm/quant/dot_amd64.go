@@ -33,7 +33,7 @@ func dotQ6KRowsAVX2(w []byte, x []byte, nb int, dst []float32)
 //go:noescape
 func q8_0TileAuxAVX2(x []byte, nb int, aux []uint32)
 
-// q8KTileAuxAVX2 writes 544 bytes per Q8_K block of x to aux: its quants in lanePair order, their products with 32 summed in pairs (VPMADDUBSW), and d_x (AVX2).
+// q8KTileAuxAVX2 writes 576 bytes per Q8_K block of x to aux: its quants in lanePair order, their products with 32 summed in pairs (VPMADDUBSW), its bsums and d_x (AVX2).
 //
 //go:noescape
 func q8KTileAuxAVX2(x []byte, nb int, aux []uint32)
@@ -53,6 +53,11 @@ func dotQ6KTile1AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride i
 //go:noescape
 func dotQ8_0Tile8x1AVX2(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)
 
+// dotQ4KTile1AVX2 sets dst[t*dstStride+r] to the reference Q4_K×Q8_K dot product of weight row r < rows (rowBytes apart in w) with token t < 1, given as its q8KTileAuxAVX2 output (auxStride apart in aux), nb blocks each (AVX2, F16C).
+//
+//go:noescape
+func dotQ4KTile1AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+
 // dotQ4_0Tile8x2AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < 2 (xStride apart in x, its q8_0TileAuxAVX2 output auxStride apart in aux), nb blocks each (AVX2, F16C).
 //
 //go:noescape
@@ -67,6 +72,11 @@ func dotQ6KTile2AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride i
 //
 //go:noescape
 func dotQ8_0Tile8x2AVX2(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)
+
+// dotQ4KTile2AVX2 sets dst[t*dstStride+r] to the reference Q4_K×Q8_K dot product of weight row r < rows (rowBytes apart in w) with token t < 2, given as its q8KTileAuxAVX2 output (auxStride apart in aux), nb blocks each (AVX2, F16C).
+//
+//go:noescape
+func dotQ4KTile2AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 
 // dotQ4_0Tile8x3AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < 3 (xStride apart in x, its q8_0TileAuxAVX2 output auxStride apart in aux), nb blocks each (AVX2, F16C).
 //
@@ -83,6 +93,11 @@ func dotQ6KTile3AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride i
 //go:noescape
 func dotQ8_0Tile8x3AVX2(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)
 
+// dotQ4KTile3AVX2 sets dst[t*dstStride+r] to the reference Q4_K×Q8_K dot product of weight row r < rows (rowBytes apart in w) with token t < 3, given as its q8KTileAuxAVX2 output (auxStride apart in aux), nb blocks each (AVX2, F16C).
+//
+//go:noescape
+func dotQ4KTile3AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+
 // dotQ4_0Tile8x4AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < 4 (xStride apart in x, its q8_0TileAuxAVX2 output auxStride apart in aux), nb blocks each (AVX2, F16C).
 //
 //go:noescape
@@ -97,6 +112,11 @@ func dotQ6KTile4AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride i
 //
 //go:noescape
 func dotQ8_0Tile8x4AVX2(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)
+
+// dotQ4KTile4AVX2 sets dst[t*dstStride+r] to the reference Q4_K×Q8_K dot product of weight row r < rows (rowBytes apart in w) with token t < 4, given as its q8KTileAuxAVX2 output (auxStride apart in aux), nb blocks each (AVX2, F16C).
+//
+//go:noescape
+func dotQ4KTile4AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 
 // dotF32AVX2 returns the float64 sum of the float32 products of n elements, n a multiple of 16, and the float32 sum of their magnitudes (AVX2, F16C).
 func dotF32AVX2(w []byte, x []byte, n int) (sum float64, abs float32)

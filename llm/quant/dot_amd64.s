@@ -1755,10 +1755,12 @@ q8KTileAux_loop:
 	VMOVDQU    Y2, 224(DX)
 	VPMADDUBSW Y2, Y1, Y2
 	VMOVDQU    Y2, 480(DX)
+	VMOVDQU    260(AX), Y2
+	VMOVDQU    Y2, 512(DX)
 	MOVL       (AX), BX
-	MOVL       BX, 512(DX)
+	MOVL       BX, 544(DX)
 	ADDQ       $0x00000124, AX
-	ADDQ       $0x00000220, DX
+	ADDQ       $0x00000240, DX
 	DECQ       CX
 	JMP        q8KTileAux_loop
 
@@ -2017,14 +2019,14 @@ dotQ6KTile1AVX2_block:
 	VPERM2I128   $0x31, Y9, Y6, Y1
 	VPADDD       Y1, Y0, Y0
 	VMOVSS       160(SP), X1
-	VMULSS       512(SI), X1, X1
+	VMULSS       544(SI), X1, X1
 	VBROADCASTSS X1, Y1
 	VCVTDQ2PS    Y0, Y0
 	VMULPS       Y1, Y0, Y0
 	VADDPS       (SP), Y0, Y0
 	VMOVUPS      Y0, (SP)
 	ADDQ         $0x000000d2, R8
-	ADDQ         $0x00000220, SI
+	ADDQ         $0x00000240, SI
 	DECQ         R9
 	JMP          dotQ6KTile1AVX2_block
 
@@ -2181,6 +2183,180 @@ dotQ8_0Tile8x1AVX2_done:
 	SHLQ    $0x02, CX
 	VMOVUPS (SP), Y0
 	VMOVUPS Y0, (AX)
+	VZEROUPPER
+	RET
+
+// func dotQ4KTile1AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4KTile1AVX2(SB), NOSPLIT, $216-112
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+32(FP), CX
+	MOVQ auxStride+64(FP), DX
+	SHLQ $0x02, DX
+	LEAQ (DX)(DX*2), DX
+	MOVQ dst_base+80(FP), BX
+	MOVQ dstStride+104(FP), DX
+	SHLQ $0x02, DX
+
+dotQ4KTile1AVX2_row:
+	TESTQ   CX, CX
+	JZ      dotQ4KTile1AVX2_done
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS X0, 32(SP)
+	MOVQ    aux_base+40(FP), DX
+	MOVQ    nb+72(FP), SI
+
+dotQ4KTile1AVX2_block:
+	TESTQ        SI, SI
+	JZ           dotQ4KTile1AVX2_rowDone
+	MOVL         4(AX), DI
+	MOVL         8(AX), R8
+	MOVL         12(AX), R9
+	MOVL         R9, R10
+	SHRL         $0x04, R10
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R8, R11
+	SHRL         $0x06, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	ANDL         $0x3f3f3f3f, R8
+	MOVL         DI, R11
+	SHRL         $0x06, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ANDL         $0x0f0f0f0f, R9
+	ORL          R11, R9
+	ANDL         $0x3f3f3f3f, DI
+	VMOVD        DI, X1
+	VPINSRD      $0x01, R9, X1, X1
+	VPINSRD      $0x02, R8, X1, X1
+	VPINSRD      $0x03, R10, X1, X1
+	VPSHUFB      q4KMinsMask<>+0(SB), X1, X0
+	VPMOVZXBW    X0, Y0
+	VMOVDQU      Y0, 176(SP)
+	VINSERTI128  $0x01, X1, Y1, Y1
+	VPSHUFB      q4KScaleMask0<>+0(SB), Y1, Y0
+	VMOVDQU      Y0, 48(SP)
+	VPSHUFB      q4KScaleMask1<>+0(SB), Y1, Y0
+	VMOVDQU      Y0, 80(SP)
+	VPSHUFB      q4KScaleMask2<>+0(SB), Y1, Y0
+	VMOVDQU      Y0, 112(SP)
+	VPSHUFB      q4KScaleMask3<>+0(SB), Y1, Y0
+	VMOVDQU      Y0, 144(SP)
+	VPXOR        X0, X0, X0
+	VPINSRW      $0x00, (AX), X0, X0
+	VPINSRW      $0x01, 2(AX), X0, X0
+	VCVTPH2PS    X0, X0
+	VMOVQ        X0, 208(SP)
+	VMOVDQU      16(AX), Y0
+	VPSHUFB      lanePair<>+0(SB), Y0, Y0
+	VPAND        mask0F<>+0(SB), Y0, Y2
+	VPSRLW       $0x04, Y0, Y0
+	VPAND        mask0F<>+0(SB), Y0, Y0
+	VMOVDQU      48(AX), Y3
+	VPSHUFB      lanePair<>+0(SB), Y3, Y3
+	VPAND        mask0F<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        mask0F<>+0(SB), Y3, Y3
+	VMOVDQU      80(AX), Y5
+	VPSHUFB      lanePair<>+0(SB), Y5, Y5
+	VPAND        mask0F<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        mask0F<>+0(SB), Y5, Y5
+	VMOVDQU      112(AX), Y7
+	VPSHUFB      lanePair<>+0(SB), Y7, Y7
+	VPAND        mask0F<>+0(SB), Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        mask0F<>+0(SB), Y7, Y7
+	VMOVDQU      176(SP), Y9
+	VPMADDWD     512(DX), Y9, Y9
+	VEXTRACTI128 $0x01, Y9, X1
+	VPADDD       X1, X9, X1
+	VPHADDD      X1, X1, X1
+	VPHADDD      X1, X1, X1
+	VPXOR        Y9, Y9, Y9
+	VPXOR        Y10, Y10, Y10
+	VPMADDUBSW   (DX), Y2, Y2
+	VPMADDUBSW   32(DX), Y0, Y0
+	VPUNPCKLWD   Y0, Y2, Y11
+	VPUNPCKHWD   Y0, Y2, Y0
+	VPMADDWD     48(SP), Y11, Y11
+	VPMADDWD     48(SP), Y0, Y0
+	VPADDD       Y11, Y9, Y9
+	VPADDD       Y0, Y10, Y10
+	VPMADDUBSW   64(DX), Y4, Y0
+	VPMADDUBSW   96(DX), Y3, Y2
+	VPUNPCKLWD   Y2, Y0, Y3
+	VPUNPCKHWD   Y2, Y0, Y0
+	VPMADDWD     80(SP), Y3, Y3
+	VPMADDWD     80(SP), Y0, Y0
+	VPADDD       Y3, Y9, Y9
+	VPADDD       Y0, Y10, Y10
+	VPMADDUBSW   128(DX), Y6, Y0
+	VPMADDUBSW   160(DX), Y5, Y2
+	VPUNPCKLWD   Y2, Y0, Y3
+	VPUNPCKHWD   Y2, Y0, Y0
+	VPMADDWD     112(SP), Y3, Y3
+	VPMADDWD     112(SP), Y0, Y0
+	VPADDD       Y3, Y9, Y9
+	VPADDD       Y0, Y10, Y10
+	VPMADDUBSW   192(DX), Y8, Y0
+	VPMADDUBSW   224(DX), Y7, Y2
+	VPUNPCKLWD   Y2, Y0, Y3
+	VPUNPCKHWD   Y2, Y0, Y0
+	VPMADDWD     144(SP), Y3, Y3
+	VPMADDWD     144(SP), Y0, Y0
+	VPADDD       Y3, Y9, Y9
+	VPADDD       Y0, Y10, Y10
+	VPERM2I128   $0x20, Y10, Y9, Y0
+	VPERM2I128   $0x31, Y10, Y9, Y2
+	VPADDD       Y2, Y0, Y0
+	VMOVQ        208(SP), X2
+	VBROADCASTSS 544(DX), X3
+	VMULPS       X3, X2, X2
+	VBROADCASTSS X2, Y3
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y3, Y0, Y0
+	VADDPS       (SP), Y0, Y0
+	VMOVUPS      Y0, (SP)
+	VCVTDQ2PS    X1, X0
+	VMOVSHDUP    X2, X1
+	VMULSS       X0, X1, X1
+	VMOVSS       32(SP), X0
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 32(SP)
+	ADDQ         $0x00000090, AX
+	ADDQ         $0x00000240, DX
+	DECQ         SI
+	JMP          dotQ4KTile1AVX2_block
+
+dotQ4KTile1AVX2_rowDone:
+	MOVQ         BX, DX
+	VMOVUPS      (SP), Y0
+	VMOVSS       32(SP), X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DX)
+	ADDQ         $0x04, BX
+	DECQ         CX
+	JMP          dotQ4KTile1AVX2_row
+
+dotQ4KTile1AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -2482,7 +2658,7 @@ dotQ6KTile2AVX2_block:
 	VPERM2I128   $0x31, Y9, Y6, Y6
 	VPADDD       Y6, Y10, Y10
 	VMOVSS       192(SP), X6
-	VMULSS       512(SI), X6, X6
+	VMULSS       544(SI), X6, X6
 	VBROADCASTSS X6, Y6
 	VCVTDQ2PS    Y10, Y9
 	VMULPS       Y6, Y9, Y9
@@ -2534,14 +2710,14 @@ dotQ6KTile2AVX2_block:
 	VPERM2I128   $0x31, Y9, Y6, Y1
 	VPADDD       Y1, Y0, Y0
 	VMOVSS       192(SP), X1
-	VMULSS       512(SI)(DI*1), X1, X1
+	VMULSS       544(SI)(DI*1), X1, X1
 	VBROADCASTSS X1, Y1
 	VCVTDQ2PS    Y0, Y0
 	VMULPS       Y1, Y0, Y0
 	VADDPS       32(SP), Y0, Y0
 	VMOVUPS      Y0, 32(SP)
 	ADDQ         $0x000000d2, R10
-	ADDQ         $0x00000220, SI
+	ADDQ         $0x00000240, SI
 	DECQ         R11
 	JMP          dotQ6KTile2AVX2_block
 
@@ -2774,6 +2950,257 @@ dotQ8_0Tile8x2AVX2_done:
 	ADDQ    CX, AX
 	VMOVUPS 32(SP), Y0
 	VMOVUPS Y0, (AX)
+	VZEROUPPER
+	RET
+
+// func dotQ4KTile2AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4KTile2AVX2(SB), NOSPLIT, $248-112
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+32(FP), CX
+	MOVQ auxStride+64(FP), BX
+	SHLQ $0x02, BX
+	LEAQ (BX)(BX*2), DX
+	MOVQ dst_base+80(FP), SI
+	MOVQ dstStride+104(FP), DI
+	SHLQ $0x02, DI
+
+dotQ4KTile2AVX2_row:
+	TESTQ   CX, CX
+	JZ      dotQ4KTile2AVX2_done
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 32(SP)
+	VMOVUPS X0, 64(SP)
+	MOVQ    aux_base+40(FP), DX
+	MOVQ    nb+72(FP), R8
+
+dotQ4KTile2AVX2_block:
+	TESTQ        R8, R8
+	JZ           dotQ4KTile2AVX2_rowDone
+	MOVL         4(AX), R9
+	MOVL         8(AX), R10
+	MOVL         12(AX), R11
+	MOVL         R11, R12
+	SHRL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R12
+	MOVL         R10, R13
+	SHRL         $0x06, R13
+	ANDL         $0x03030303, R13
+	SHLL         $0x04, R13
+	ORL          R13, R12
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R13
+	SHRL         $0x06, R13
+	ANDL         $0x03030303, R13
+	SHLL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R13, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X1
+	VPINSRD      $0x01, R11, X1, X1
+	VPINSRD      $0x02, R10, X1, X1
+	VPINSRD      $0x03, R12, X1, X1
+	VPSHUFB      q4KMinsMask<>+0(SB), X1, X0
+	VPMOVZXBW    X0, Y0
+	VMOVDQU      Y0, 208(SP)
+	VINSERTI128  $0x01, X1, Y1, Y1
+	VPSHUFB      q4KScaleMask0<>+0(SB), Y1, Y0
+	VMOVDQU      Y0, 80(SP)
+	VPSHUFB      q4KScaleMask1<>+0(SB), Y1, Y0
+	VMOVDQU      Y0, 112(SP)
+	VPSHUFB      q4KScaleMask2<>+0(SB), Y1, Y0
+	VMOVDQU      Y0, 144(SP)
+	VPSHUFB      q4KScaleMask3<>+0(SB), Y1, Y0
+	VMOVDQU      Y0, 176(SP)
+	VPXOR        X0, X0, X0
+	VPINSRW      $0x00, (AX), X0, X0
+	VPINSRW      $0x01, 2(AX), X0, X0
+	VCVTPH2PS    X0, X0
+	VMOVQ        X0, 240(SP)
+	VMOVDQU      16(AX), Y0
+	VPSHUFB      lanePair<>+0(SB), Y0, Y0
+	VPAND        mask0F<>+0(SB), Y0, Y2
+	VPSRLW       $0x04, Y0, Y0
+	VPAND        mask0F<>+0(SB), Y0, Y0
+	VMOVDQU      48(AX), Y3
+	VPSHUFB      lanePair<>+0(SB), Y3, Y3
+	VPAND        mask0F<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        mask0F<>+0(SB), Y3, Y3
+	VMOVDQU      80(AX), Y5
+	VPSHUFB      lanePair<>+0(SB), Y5, Y5
+	VPAND        mask0F<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        mask0F<>+0(SB), Y5, Y5
+	VMOVDQU      112(AX), Y7
+	VPSHUFB      lanePair<>+0(SB), Y7, Y7
+	VPAND        mask0F<>+0(SB), Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        mask0F<>+0(SB), Y7, Y7
+	VMOVDQU      208(SP), Y9
+	VPMADDWD     512(DX), Y9, Y9
+	VEXTRACTI128 $0x01, Y9, X1
+	VPADDD       X1, X9, X1
+	VPHADDD      X1, X1, X1
+	VPHADDD      X1, X1, X1
+	VPXOR        Y9, Y9, Y9
+	VPXOR        Y10, Y10, Y10
+	VPMADDUBSW   (DX), Y2, Y11
+	VPMADDUBSW   32(DX), Y0, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     80(SP), Y13, Y13
+	VPMADDWD     80(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   64(DX), Y4, Y11
+	VPMADDUBSW   96(DX), Y3, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     112(SP), Y13, Y13
+	VPMADDWD     112(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   128(DX), Y6, Y11
+	VPMADDUBSW   160(DX), Y5, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     144(SP), Y13, Y13
+	VPMADDWD     144(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   192(DX), Y8, Y11
+	VPMADDUBSW   224(DX), Y7, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     176(SP), Y13, Y13
+	VPMADDWD     176(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPERM2I128   $0x20, Y10, Y9, Y11
+	VPERM2I128   $0x31, Y10, Y9, Y9
+	VPADDD       Y9, Y11, Y11
+	VMOVQ        240(SP), X9
+	VBROADCASTSS 544(DX), X10
+	VMULPS       X10, X9, X9
+	VBROADCASTSS X9, Y10
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VADDPS       (SP), Y11, Y11
+	VMOVUPS      Y11, (SP)
+	VCVTDQ2PS    X1, X1
+	VMOVSHDUP    X9, X9
+	VMULSS       X1, X9, X9
+	VMOVSS       64(SP), X1
+	VSUBSS       X9, X1, X1
+	VMOVSS       X1, 64(SP)
+	VMOVDQU      208(SP), Y9
+	VPMADDWD     512(DX)(BX*1), Y9, Y9
+	VEXTRACTI128 $0x01, Y9, X1
+	VPADDD       X1, X9, X1
+	VPHADDD      X1, X1, X1
+	VPHADDD      X1, X1, X1
+	VPXOR        Y9, Y9, Y9
+	VPXOR        Y10, Y10, Y10
+	VPMADDUBSW   (DX)(BX*1), Y2, Y2
+	VPMADDUBSW   32(DX)(BX*1), Y0, Y0
+	VPUNPCKLWD   Y0, Y2, Y11
+	VPUNPCKHWD   Y0, Y2, Y0
+	VPMADDWD     80(SP), Y11, Y11
+	VPMADDWD     80(SP), Y0, Y0
+	VPADDD       Y11, Y9, Y9
+	VPADDD       Y0, Y10, Y10
+	VPMADDUBSW   64(DX)(BX*1), Y4, Y0
+	VPMADDUBSW   96(DX)(BX*1), Y3, Y2
+	VPUNPCKLWD   Y2, Y0, Y3
+	VPUNPCKHWD   Y2, Y0, Y0
+	VPMADDWD     112(SP), Y3, Y3
+	VPMADDWD     112(SP), Y0, Y0
+	VPADDD       Y3, Y9, Y9
+	VPADDD       Y0, Y10, Y10
+	VPMADDUBSW   128(DX)(BX*1), Y6, Y0
+	VPMADDUBSW   160(DX)(BX*1), Y5, Y2
+	VPUNPCKLWD   Y2, Y0, Y3
+	VPUNPCKHWD   Y2, Y0, Y0
+	VPMADDWD     144(SP), Y3, Y3
+	VPMADDWD     144(SP), Y0, Y0
+	VPADDD       Y3, Y9, Y9
+	VPADDD       Y0, Y10, Y10
+	VPMADDUBSW   192(DX)(BX*1), Y8, Y0
+	VPMADDUBSW   224(DX)(BX*1), Y7, Y2
+	VPUNPCKLWD   Y2, Y0, Y3
+	VPUNPCKHWD   Y2, Y0, Y0
+	VPMADDWD     176(SP), Y3, Y3
+	VPMADDWD     176(SP), Y0, Y0
+	VPADDD       Y3, Y9, Y9
+	VPADDD       Y0, Y10, Y10
+	VPERM2I128   $0x20, Y10, Y9, Y0
+	VPERM2I128   $0x31, Y10, Y9, Y2
+	VPADDD       Y2, Y0, Y0
+	VMOVQ        240(SP), X2
+	VBROADCASTSS 544(DX)(BX*1), X3
+	VMULPS       X3, X2, X2
+	VBROADCASTSS X2, Y3
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y3, Y0, Y0
+	VADDPS       32(SP), Y0, Y0
+	VMOVUPS      Y0, 32(SP)
+	VCVTDQ2PS    X1, X0
+	VMOVSHDUP    X2, X1
+	VMULSS       X0, X1, X1
+	VMOVSS       68(SP), X0
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 68(SP)
+	ADDQ         $0x00000090, AX
+	ADDQ         $0x00000240, DX
+	DECQ         R8
+	JMP          dotQ4KTile2AVX2_block
+
+dotQ4KTile2AVX2_rowDone:
+	MOVQ         SI, DX
+	VMOVUPS      (SP), Y0
+	VMOVSS       64(SP), X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DX)
+	ADDQ         DI, DX
+	VMOVUPS      32(SP), Y0
+	VMOVSS       68(SP), X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DX)
+	ADDQ         $0x04, SI
+	DECQ         CX
+	JMP          dotQ4KTile2AVX2_row
+
+dotQ4KTile2AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -3122,7 +3549,7 @@ dotQ6KTile3AVX2_block:
 	VPERM2I128   $0x31, Y9, Y6, Y6
 	VPADDD       Y6, Y10, Y10
 	VMOVSS       224(SP), X6
-	VMULSS       512(SI), X6, X6
+	VMULSS       544(SI), X6, X6
 	VBROADCASTSS X6, Y6
 	VCVTDQ2PS    Y10, Y9
 	VMULPS       Y6, Y9, Y9
@@ -3174,7 +3601,7 @@ dotQ6KTile3AVX2_block:
 	VPERM2I128   $0x31, Y9, Y6, Y6
 	VPADDD       Y6, Y10, Y10
 	VMOVSS       224(SP), X6
-	VMULSS       512(SI)(DI*1), X6, X6
+	VMULSS       544(SI)(DI*1), X6, X6
 	VBROADCASTSS X6, Y6
 	VCVTDQ2PS    Y10, Y9
 	VMULPS       Y6, Y9, Y9
@@ -3226,14 +3653,14 @@ dotQ6KTile3AVX2_block:
 	VPERM2I128   $0x31, Y9, Y6, Y1
 	VPADDD       Y1, Y0, Y0
 	VMOVSS       224(SP), X1
-	VMULSS       512(SI)(DI*2), X1, X1
+	VMULSS       544(SI)(DI*2), X1, X1
 	VBROADCASTSS X1, Y1
 	VCVTDQ2PS    Y0, Y0
 	VMULPS       Y1, Y0, Y0
 	VADDPS       64(SP), Y0, Y0
 	VMOVUPS      Y0, 64(SP)
 	ADDQ         $0x000000d2, R10
-	ADDQ         $0x00000220, SI
+	ADDQ         $0x00000240, SI
 	DECQ         R11
 	JMP          dotQ6KTile3AVX2_block
 
@@ -3542,6 +3969,334 @@ dotQ8_0Tile8x3AVX2_done:
 	ADDQ    CX, AX
 	VMOVUPS 64(SP), Y0
 	VMOVUPS Y0, (AX)
+	VZEROUPPER
+	RET
+
+// func dotQ4KTile3AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4KTile3AVX2(SB), NOSPLIT, $280-112
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+32(FP), CX
+	MOVQ auxStride+64(FP), BX
+	SHLQ $0x02, BX
+	LEAQ (BX)(BX*2), DX
+	MOVQ dst_base+80(FP), SI
+	MOVQ dstStride+104(FP), DI
+	SHLQ $0x02, DI
+
+dotQ4KTile3AVX2_row:
+	TESTQ   CX, CX
+	JZ      dotQ4KTile3AVX2_done
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 32(SP)
+	VMOVUPS Y0, 64(SP)
+	VMOVUPS X0, 96(SP)
+	MOVQ    aux_base+40(FP), DX
+	MOVQ    nb+72(FP), R8
+
+dotQ4KTile3AVX2_block:
+	TESTQ        R8, R8
+	JZ           dotQ4KTile3AVX2_rowDone
+	MOVL         4(AX), R9
+	MOVL         8(AX), R10
+	MOVL         12(AX), R11
+	MOVL         R11, R12
+	SHRL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R12
+	MOVL         R10, R13
+	SHRL         $0x06, R13
+	ANDL         $0x03030303, R13
+	SHLL         $0x04, R13
+	ORL          R13, R12
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R13
+	SHRL         $0x06, R13
+	ANDL         $0x03030303, R13
+	SHLL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R13, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X1
+	VPINSRD      $0x01, R11, X1, X1
+	VPINSRD      $0x02, R10, X1, X1
+	VPINSRD      $0x03, R12, X1, X1
+	VPSHUFB      q4KMinsMask<>+0(SB), X1, X0
+	VPMOVZXBW    X0, Y0
+	VMOVDQU      Y0, 240(SP)
+	VINSERTI128  $0x01, X1, Y1, Y1
+	VPSHUFB      q4KScaleMask0<>+0(SB), Y1, Y0
+	VMOVDQU      Y0, 112(SP)
+	VPSHUFB      q4KScaleMask1<>+0(SB), Y1, Y0
+	VMOVDQU      Y0, 144(SP)
+	VPSHUFB      q4KScaleMask2<>+0(SB), Y1, Y0
+	VMOVDQU      Y0, 176(SP)
+	VPSHUFB      q4KScaleMask3<>+0(SB), Y1, Y0
+	VMOVDQU      Y0, 208(SP)
+	VPXOR        X0, X0, X0
+	VPINSRW      $0x00, (AX), X0, X0
+	VPINSRW      $0x01, 2(AX), X0, X0
+	VCVTPH2PS    X0, X0
+	VMOVQ        X0, 272(SP)
+	VMOVDQU      16(AX), Y0
+	VPSHUFB      lanePair<>+0(SB), Y0, Y0
+	VPAND        mask0F<>+0(SB), Y0, Y2
+	VPSRLW       $0x04, Y0, Y0
+	VPAND        mask0F<>+0(SB), Y0, Y0
+	VMOVDQU      48(AX), Y3
+	VPSHUFB      lanePair<>+0(SB), Y3, Y3
+	VPAND        mask0F<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        mask0F<>+0(SB), Y3, Y3
+	VMOVDQU      80(AX), Y5
+	VPSHUFB      lanePair<>+0(SB), Y5, Y5
+	VPAND        mask0F<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        mask0F<>+0(SB), Y5, Y5
+	VMOVDQU      112(AX), Y7
+	VPSHUFB      lanePair<>+0(SB), Y7, Y7
+	VPAND        mask0F<>+0(SB), Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        mask0F<>+0(SB), Y7, Y7
+	VMOVDQU      240(SP), Y9
+	VPMADDWD     512(DX), Y9, Y9
+	VEXTRACTI128 $0x01, Y9, X1
+	VPADDD       X1, X9, X1
+	VPHADDD      X1, X1, X1
+	VPHADDD      X1, X1, X1
+	VPXOR        Y9, Y9, Y9
+	VPXOR        Y10, Y10, Y10
+	VPMADDUBSW   (DX), Y2, Y11
+	VPMADDUBSW   32(DX), Y0, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     112(SP), Y13, Y13
+	VPMADDWD     112(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   64(DX), Y4, Y11
+	VPMADDUBSW   96(DX), Y3, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     144(SP), Y13, Y13
+	VPMADDWD     144(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   128(DX), Y6, Y11
+	VPMADDUBSW   160(DX), Y5, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     176(SP), Y13, Y13
+	VPMADDWD     176(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   192(DX), Y8, Y11
+	VPMADDUBSW   224(DX), Y7, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     208(SP), Y13, Y13
+	VPMADDWD     208(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPERM2I128   $0x20, Y10, Y9, Y11
+	VPERM2I128   $0x31, Y10, Y9, Y9
+	VPADDD       Y9, Y11, Y11
+	VMOVQ        272(SP), X9
+	VBROADCASTSS 544(DX), X10
+	VMULPS       X10, X9, X9
+	VBROADCASTSS X9, Y10
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VADDPS       (SP), Y11, Y11
+	VMOVUPS      Y11, (SP)
+	VCVTDQ2PS    X1, X1
+	VMOVSHDUP    X9, X9
+	VMULSS       X1, X9, X9
+	VMOVSS       96(SP), X1
+	VSUBSS       X9, X1, X1
+	VMOVSS       X1, 96(SP)
+	VMOVDQU      240(SP), Y9
+	VPMADDWD     512(DX)(BX*1), Y9, Y9
+	VEXTRACTI128 $0x01, Y9, X1
+	VPADDD       X1, X9, X1
+	VPHADDD      X1, X1, X1
+	VPHADDD      X1, X1, X1
+	VPXOR        Y9, Y9, Y9
+	VPXOR        Y10, Y10, Y10
+	VPMADDUBSW   (DX)(BX*1), Y2, Y11
+	VPMADDUBSW   32(DX)(BX*1), Y0, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     112(SP), Y13, Y13
+	VPMADDWD     112(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   64(DX)(BX*1), Y4, Y11
+	VPMADDUBSW   96(DX)(BX*1), Y3, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     144(SP), Y13, Y13
+	VPMADDWD     144(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   128(DX)(BX*1), Y6, Y11
+	VPMADDUBSW   160(DX)(BX*1), Y5, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     176(SP), Y13, Y13
+	VPMADDWD     176(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   192(DX)(BX*1), Y8, Y11
+	VPMADDUBSW   224(DX)(BX*1), Y7, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     208(SP), Y13, Y13
+	VPMADDWD     208(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPERM2I128   $0x20, Y10, Y9, Y11
+	VPERM2I128   $0x31, Y10, Y9, Y9
+	VPADDD       Y9, Y11, Y11
+	VMOVQ        272(SP), X9
+	VBROADCASTSS 544(DX)(BX*1), X10
+	VMULPS       X10, X9, X9
+	VBROADCASTSS X9, Y10
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VADDPS       32(SP), Y11, Y11
+	VMOVUPS      Y11, 32(SP)
+	VCVTDQ2PS    X1, X1
+	VMOVSHDUP    X9, X9
+	VMULSS       X1, X9, X9
+	VMOVSS       100(SP), X1
+	VSUBSS       X9, X1, X1
+	VMOVSS       X1, 100(SP)
+	VMOVDQU      240(SP), Y9
+	VPMADDWD     512(DX)(BX*2), Y9, Y9
+	VEXTRACTI128 $0x01, Y9, X1
+	VPADDD       X1, X9, X1
+	VPHADDD      X1, X1, X1
+	VPHADDD      X1, X1, X1
+	VPXOR        Y9, Y9, Y9
+	VPXOR        Y10, Y10, Y10
+	VPMADDUBSW   (DX)(BX*2), Y2, Y2
+	VPMADDUBSW   32(DX)(BX*2), Y0, Y0
+	VPUNPCKLWD   Y0, Y2, Y11
+	VPUNPCKHWD   Y0, Y2, Y0
+	VPMADDWD     112(SP), Y11, Y11
+	VPMADDWD     112(SP), Y0, Y0
+	VPADDD       Y11, Y9, Y9
+	VPADDD       Y0, Y10, Y10
+	VPMADDUBSW   64(DX)(BX*2), Y4, Y0
+	VPMADDUBSW   96(DX)(BX*2), Y3, Y2
+	VPUNPCKLWD   Y2, Y0, Y3
+	VPUNPCKHWD   Y2, Y0, Y0
+	VPMADDWD     144(SP), Y3, Y3
+	VPMADDWD     144(SP), Y0, Y0
+	VPADDD       Y3, Y9, Y9
+	VPADDD       Y0, Y10, Y10
+	VPMADDUBSW   128(DX)(BX*2), Y6, Y0
+	VPMADDUBSW   160(DX)(BX*2), Y5, Y2
+	VPUNPCKLWD   Y2, Y0, Y3
+	VPUNPCKHWD   Y2, Y0, Y0
+	VPMADDWD     176(SP), Y3, Y3
+	VPMADDWD     176(SP), Y0, Y0
+	VPADDD       Y3, Y9, Y9
+	VPADDD       Y0, Y10, Y10
+	VPMADDUBSW   192(DX)(BX*2), Y8, Y0
+	VPMADDUBSW   224(DX)(BX*2), Y7, Y2
+	VPUNPCKLWD   Y2, Y0, Y3
+	VPUNPCKHWD   Y2, Y0, Y0
+	VPMADDWD     208(SP), Y3, Y3
+	VPMADDWD     208(SP), Y0, Y0
+	VPADDD       Y3, Y9, Y9
+	VPADDD       Y0, Y10, Y10
+	VPERM2I128   $0x20, Y10, Y9, Y0
+	VPERM2I128   $0x31, Y10, Y9, Y2
+	VPADDD       Y2, Y0, Y0
+	VMOVQ        272(SP), X2
+	VBROADCASTSS 544(DX)(BX*2), X3
+	VMULPS       X3, X2, X2
+	VBROADCASTSS X2, Y3
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y3, Y0, Y0
+	VADDPS       64(SP), Y0, Y0
+	VMOVUPS      Y0, 64(SP)
+	VCVTDQ2PS    X1, X0
+	VMOVSHDUP    X2, X1
+	VMULSS       X0, X1, X1
+	VMOVSS       104(SP), X0
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 104(SP)
+	ADDQ         $0x00000090, AX
+	ADDQ         $0x00000240, DX
+	DECQ         R8
+	JMP          dotQ4KTile3AVX2_block
+
+dotQ4KTile3AVX2_rowDone:
+	MOVQ         SI, DX
+	VMOVUPS      (SP), Y0
+	VMOVSS       96(SP), X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DX)
+	ADDQ         DI, DX
+	VMOVUPS      32(SP), Y0
+	VMOVSS       100(SP), X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DX)
+	ADDQ         DI, DX
+	VMOVUPS      64(SP), Y0
+	VMOVSS       104(SP), X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DX)
+	ADDQ         $0x04, SI
+	DECQ         CX
+	JMP          dotQ4KTile3AVX2_row
+
+dotQ4KTile3AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -3937,7 +4692,7 @@ dotQ6KTile4AVX2_block:
 	VPERM2I128   $0x31, Y9, Y6, Y6
 	VPADDD       Y6, Y10, Y10
 	VMOVSS       256(SP), X6
-	VMULSS       512(SI), X6, X6
+	VMULSS       544(SI), X6, X6
 	VBROADCASTSS X6, Y6
 	VCVTDQ2PS    Y10, Y9
 	VMULPS       Y6, Y9, Y9
@@ -3989,7 +4744,7 @@ dotQ6KTile4AVX2_block:
 	VPERM2I128   $0x31, Y9, Y6, Y6
 	VPADDD       Y6, Y10, Y10
 	VMOVSS       256(SP), X6
-	VMULSS       512(SI)(DI*1), X6, X6
+	VMULSS       544(SI)(DI*1), X6, X6
 	VBROADCASTSS X6, Y6
 	VCVTDQ2PS    Y10, Y9
 	VMULPS       Y6, Y9, Y9
@@ -4041,7 +4796,7 @@ dotQ6KTile4AVX2_block:
 	VPERM2I128   $0x31, Y9, Y6, Y6
 	VPADDD       Y6, Y10, Y10
 	VMOVSS       256(SP), X6
-	VMULSS       512(SI)(DI*2), X6, X6
+	VMULSS       544(SI)(DI*2), X6, X6
 	VBROADCASTSS X6, Y6
 	VCVTDQ2PS    Y10, Y9
 	VMULPS       Y6, Y9, Y9
@@ -4093,14 +4848,14 @@ dotQ6KTile4AVX2_block:
 	VPERM2I128   $0x31, Y9, Y6, Y1
 	VPADDD       Y1, Y0, Y0
 	VMOVSS       256(SP), X1
-	VMULSS       512(SI)(R8*1), X1, X1
+	VMULSS       544(SI)(R8*1), X1, X1
 	VBROADCASTSS X1, Y1
 	VCVTDQ2PS    Y0, Y0
 	VMULPS       Y1, Y0, Y0
 	VADDPS       96(SP), Y0, Y0
 	VMOVUPS      Y0, 96(SP)
 	ADDQ         $0x000000d2, R12
-	ADDQ         $0x00000220, SI
+	ADDQ         $0x00000240, SI
 	DECQ         R13
 	JMP          dotQ6KTile4AVX2_block
 
@@ -4485,6 +5240,411 @@ dotQ8_0Tile8x4AVX2_done:
 	ADDQ    CX, AX
 	VMOVUPS 96(SP), Y0
 	VMOVUPS Y0, (AX)
+	VZEROUPPER
+	RET
+
+// func dotQ4KTile4AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4KTile4AVX2(SB), NOSPLIT, $312-112
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+32(FP), CX
+	MOVQ auxStride+64(FP), BX
+	SHLQ $0x02, BX
+	LEAQ (BX)(BX*2), SI
+	MOVQ dst_base+80(FP), DI
+	MOVQ dstStride+104(FP), R8
+	SHLQ $0x02, R8
+
+dotQ4KTile4AVX2_row:
+	TESTQ   CX, CX
+	JZ      dotQ4KTile4AVX2_done
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 32(SP)
+	VMOVUPS Y0, 64(SP)
+	VMOVUPS Y0, 96(SP)
+	VMOVUPS X0, 128(SP)
+	MOVQ    aux_base+40(FP), DX
+	MOVQ    nb+72(FP), R9
+
+dotQ4KTile4AVX2_block:
+	TESTQ        R9, R9
+	JZ           dotQ4KTile4AVX2_rowDone
+	MOVL         4(AX), R10
+	MOVL         8(AX), R11
+	MOVL         12(AX), R12
+	MOVL         R12, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R11, R14
+	SHRL         $0x06, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ORL          R14, R13
+	ANDL         $0x3f3f3f3f, R11
+	MOVL         R10, R14
+	SHRL         $0x06, R14
+	ANDL         $0x03030303, R14
+	SHLL         $0x04, R14
+	ANDL         $0x0f0f0f0f, R12
+	ORL          R14, R12
+	ANDL         $0x3f3f3f3f, R10
+	VMOVD        R10, X1
+	VPINSRD      $0x01, R12, X1, X1
+	VPINSRD      $0x02, R11, X1, X1
+	VPINSRD      $0x03, R13, X1, X1
+	VPSHUFB      q4KMinsMask<>+0(SB), X1, X0
+	VPMOVZXBW    X0, Y0
+	VMOVDQU      Y0, 272(SP)
+	VINSERTI128  $0x01, X1, Y1, Y1
+	VPSHUFB      q4KScaleMask0<>+0(SB), Y1, Y0
+	VMOVDQU      Y0, 144(SP)
+	VPSHUFB      q4KScaleMask1<>+0(SB), Y1, Y0
+	VMOVDQU      Y0, 176(SP)
+	VPSHUFB      q4KScaleMask2<>+0(SB), Y1, Y0
+	VMOVDQU      Y0, 208(SP)
+	VPSHUFB      q4KScaleMask3<>+0(SB), Y1, Y0
+	VMOVDQU      Y0, 240(SP)
+	VPXOR        X0, X0, X0
+	VPINSRW      $0x00, (AX), X0, X0
+	VPINSRW      $0x01, 2(AX), X0, X0
+	VCVTPH2PS    X0, X0
+	VMOVQ        X0, 304(SP)
+	VMOVDQU      16(AX), Y0
+	VPSHUFB      lanePair<>+0(SB), Y0, Y0
+	VPAND        mask0F<>+0(SB), Y0, Y2
+	VPSRLW       $0x04, Y0, Y0
+	VPAND        mask0F<>+0(SB), Y0, Y0
+	VMOVDQU      48(AX), Y3
+	VPSHUFB      lanePair<>+0(SB), Y3, Y3
+	VPAND        mask0F<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        mask0F<>+0(SB), Y3, Y3
+	VMOVDQU      80(AX), Y5
+	VPSHUFB      lanePair<>+0(SB), Y5, Y5
+	VPAND        mask0F<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        mask0F<>+0(SB), Y5, Y5
+	VMOVDQU      112(AX), Y7
+	VPSHUFB      lanePair<>+0(SB), Y7, Y7
+	VPAND        mask0F<>+0(SB), Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        mask0F<>+0(SB), Y7, Y7
+	VMOVDQU      272(SP), Y9
+	VPMADDWD     512(DX), Y9, Y9
+	VEXTRACTI128 $0x01, Y9, X1
+	VPADDD       X1, X9, X1
+	VPHADDD      X1, X1, X1
+	VPHADDD      X1, X1, X1
+	VPXOR        Y9, Y9, Y9
+	VPXOR        Y10, Y10, Y10
+	VPMADDUBSW   (DX), Y2, Y11
+	VPMADDUBSW   32(DX), Y0, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     144(SP), Y13, Y13
+	VPMADDWD     144(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   64(DX), Y4, Y11
+	VPMADDUBSW   96(DX), Y3, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     176(SP), Y13, Y13
+	VPMADDWD     176(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   128(DX), Y6, Y11
+	VPMADDUBSW   160(DX), Y5, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     208(SP), Y13, Y13
+	VPMADDWD     208(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   192(DX), Y8, Y11
+	VPMADDUBSW   224(DX), Y7, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     240(SP), Y13, Y13
+	VPMADDWD     240(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPERM2I128   $0x20, Y10, Y9, Y11
+	VPERM2I128   $0x31, Y10, Y9, Y9
+	VPADDD       Y9, Y11, Y11
+	VMOVQ        304(SP), X9
+	VBROADCASTSS 544(DX), X10
+	VMULPS       X10, X9, X9
+	VBROADCASTSS X9, Y10
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VADDPS       (SP), Y11, Y11
+	VMOVUPS      Y11, (SP)
+	VCVTDQ2PS    X1, X1
+	VMOVSHDUP    X9, X9
+	VMULSS       X1, X9, X9
+	VMOVSS       128(SP), X1
+	VSUBSS       X9, X1, X1
+	VMOVSS       X1, 128(SP)
+	VMOVDQU      272(SP), Y9
+	VPMADDWD     512(DX)(BX*1), Y9, Y9
+	VEXTRACTI128 $0x01, Y9, X1
+	VPADDD       X1, X9, X1
+	VPHADDD      X1, X1, X1
+	VPHADDD      X1, X1, X1
+	VPXOR        Y9, Y9, Y9
+	VPXOR        Y10, Y10, Y10
+	VPMADDUBSW   (DX)(BX*1), Y2, Y11
+	VPMADDUBSW   32(DX)(BX*1), Y0, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     144(SP), Y13, Y13
+	VPMADDWD     144(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   64(DX)(BX*1), Y4, Y11
+	VPMADDUBSW   96(DX)(BX*1), Y3, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     176(SP), Y13, Y13
+	VPMADDWD     176(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   128(DX)(BX*1), Y6, Y11
+	VPMADDUBSW   160(DX)(BX*1), Y5, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     208(SP), Y13, Y13
+	VPMADDWD     208(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   192(DX)(BX*1), Y8, Y11
+	VPMADDUBSW   224(DX)(BX*1), Y7, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     240(SP), Y13, Y13
+	VPMADDWD     240(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPERM2I128   $0x20, Y10, Y9, Y11
+	VPERM2I128   $0x31, Y10, Y9, Y9
+	VPADDD       Y9, Y11, Y11
+	VMOVQ        304(SP), X9
+	VBROADCASTSS 544(DX)(BX*1), X10
+	VMULPS       X10, X9, X9
+	VBROADCASTSS X9, Y10
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VADDPS       32(SP), Y11, Y11
+	VMOVUPS      Y11, 32(SP)
+	VCVTDQ2PS    X1, X1
+	VMOVSHDUP    X9, X9
+	VMULSS       X1, X9, X9
+	VMOVSS       132(SP), X1
+	VSUBSS       X9, X1, X1
+	VMOVSS       X1, 132(SP)
+	VMOVDQU      272(SP), Y9
+	VPMADDWD     512(DX)(BX*2), Y9, Y9
+	VEXTRACTI128 $0x01, Y9, X1
+	VPADDD       X1, X9, X1
+	VPHADDD      X1, X1, X1
+	VPHADDD      X1, X1, X1
+	VPXOR        Y9, Y9, Y9
+	VPXOR        Y10, Y10, Y10
+	VPMADDUBSW   (DX)(BX*2), Y2, Y11
+	VPMADDUBSW   32(DX)(BX*2), Y0, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     144(SP), Y13, Y13
+	VPMADDWD     144(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   64(DX)(BX*2), Y4, Y11
+	VPMADDUBSW   96(DX)(BX*2), Y3, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     176(SP), Y13, Y13
+	VPMADDWD     176(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   128(DX)(BX*2), Y6, Y11
+	VPMADDUBSW   160(DX)(BX*2), Y5, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     208(SP), Y13, Y13
+	VPMADDWD     208(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   192(DX)(BX*2), Y8, Y11
+	VPMADDUBSW   224(DX)(BX*2), Y7, Y12
+	VPUNPCKLWD   Y12, Y11, Y13
+	VPUNPCKHWD   Y12, Y11, Y11
+	VPMADDWD     240(SP), Y13, Y13
+	VPMADDWD     240(SP), Y11, Y11
+	VPADDD       Y13, Y9, Y9
+	VPADDD       Y11, Y10, Y10
+	VPERM2I128   $0x20, Y10, Y9, Y11
+	VPERM2I128   $0x31, Y10, Y9, Y9
+	VPADDD       Y9, Y11, Y11
+	VMOVQ        304(SP), X9
+	VBROADCASTSS 544(DX)(BX*2), X10
+	VMULPS       X10, X9, X9
+	VBROADCASTSS X9, Y10
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VADDPS       64(SP), Y11, Y11
+	VMOVUPS      Y11, 64(SP)
+	VCVTDQ2PS    X1, X1
+	VMOVSHDUP    X9, X9
+	VMULSS       X1, X9, X9
+	VMOVSS       136(SP), X1
+	VSUBSS       X9, X1, X1
+	VMOVSS       X1, 136(SP)
+	VMOVDQU      272(SP), Y9
+	VPMADDWD     512(DX)(SI*1), Y9, Y9
+	VEXTRACTI128 $0x01, Y9, X1
+	VPADDD       X1, X9, X1
+	VPHADDD      X1, X1, X1
+	VPHADDD      X1, X1, X1
+	VPXOR        Y9, Y9, Y9
+	VPXOR        Y10, Y10, Y10
+	VPMADDUBSW   (DX)(SI*1), Y2, Y2
+	VPMADDUBSW   32(DX)(SI*1), Y0, Y0
+	VPUNPCKLWD   Y0, Y2, Y11
+	VPUNPCKHWD   Y0, Y2, Y0
+	VPMADDWD     144(SP), Y11, Y11
+	VPMADDWD     144(SP), Y0, Y0
+	VPADDD       Y11, Y9, Y9
+	VPADDD       Y0, Y10, Y10
+	VPMADDUBSW   64(DX)(SI*1), Y4, Y0
+	VPMADDUBSW   96(DX)(SI*1), Y3, Y2
+	VPUNPCKLWD   Y2, Y0, Y3
+	VPUNPCKHWD   Y2, Y0, Y0
+	VPMADDWD     176(SP), Y3, Y3
+	VPMADDWD     176(SP), Y0, Y0
+	VPADDD       Y3, Y9, Y9
+	VPADDD       Y0, Y10, Y10
+	VPMADDUBSW   128(DX)(SI*1), Y6, Y0
+	VPMADDUBSW   160(DX)(SI*1), Y5, Y2
+	VPUNPCKLWD   Y2, Y0, Y3
+	VPUNPCKHWD   Y2, Y0, Y0
+	VPMADDWD     208(SP), Y3, Y3
+	VPMADDWD     208(SP), Y0, Y0
+	VPADDD       Y3, Y9, Y9
+	VPADDD       Y0, Y10, Y10
+	VPMADDUBSW   192(DX)(SI*1), Y8, Y0
+	VPMADDUBSW   224(DX)(SI*1), Y7, Y2
+	VPUNPCKLWD   Y2, Y0, Y3
+	VPUNPCKHWD   Y2, Y0, Y0
+	VPMADDWD     240(SP), Y3, Y3
+	VPMADDWD     240(SP), Y0, Y0
+	VPADDD       Y3, Y9, Y9
+	VPADDD       Y0, Y10, Y10
+	VPERM2I128   $0x20, Y10, Y9, Y0
+	VPERM2I128   $0x31, Y10, Y9, Y2
+	VPADDD       Y2, Y0, Y0
+	VMOVQ        304(SP), X2
+	VBROADCASTSS 544(DX)(SI*1), X3
+	VMULPS       X3, X2, X2
+	VBROADCASTSS X2, Y3
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y3, Y0, Y0
+	VADDPS       96(SP), Y0, Y0
+	VMOVUPS      Y0, 96(SP)
+	VCVTDQ2PS    X1, X0
+	VMOVSHDUP    X2, X1
+	VMULSS       X0, X1, X1
+	VMOVSS       140(SP), X0
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 140(SP)
+	ADDQ         $0x00000090, AX
+	ADDQ         $0x00000240, DX
+	DECQ         R9
+	JMP          dotQ4KTile4AVX2_block
+
+dotQ4KTile4AVX2_rowDone:
+	MOVQ         DI, DX
+	VMOVUPS      (SP), Y0
+	VMOVSS       128(SP), X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DX)
+	ADDQ         R8, DX
+	VMOVUPS      32(SP), Y0
+	VMOVSS       132(SP), X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DX)
+	ADDQ         R8, DX
+	VMOVUPS      64(SP), Y0
+	VMOVSS       136(SP), X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DX)
+	ADDQ         R8, DX
+	VMOVUPS      96(SP), Y0
+	VMOVSS       140(SP), X1
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X1, X1
+	VMOVHLPS     X0, X0, X3
+	VADDSS       X3, X1, X1
+	VPSHUFD      $0x03, X0, X3
+	VADDSS       X3, X1, X1
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X1, X1
+	VMOVHLPS     X2, X2, X0
+	VADDSS       X0, X1, X1
+	VPSHUFD      $0x03, X2, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DX)
+	ADDQ         $0x04, DI
+	DECQ         CX
+	JMP          dotQ4KTile4AVX2_row
+
+dotQ4KTile4AVX2_done:
 	VZEROUPPER
 	RET
 

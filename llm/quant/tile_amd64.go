@@ -16,8 +16,28 @@ var q6KTiles = [4]func(w []byte, rowBytes int, rows int, aux []uint32, auxStride
 	dotQ6KTile1AVX2, dotQ6KTile2AVX2, dotQ6KTile3AVX2, dotQ6KTile4AVX2,
 }
 
-// q6KAuxWords is q8KTileAuxAVX2's output per block, in uint32s.
-const q6KAuxWords = (8*32 + 8*32 + 32) / 4
+// q8KAuxWords is q8KTileAuxAVX2's output per block, in uint32s.
+const q8KAuxWords = (8*32 + 8*32 + 32 + 32) / 4
+
+var q4KTiles = [4]func(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int){
+	dotQ4KTile1AVX2, dotQ4KTile2AVX2, dotQ4KTile3AVX2, dotQ4KTile4AVX2,
+}
+
+func tileQ6KAVX2(n int, w, x []byte, xStride, tokens int, dst []float32, dstStride int) {
+	tileQ8K(&q6KTiles, n, q6KBytes, w, x, xStride, tokens, dst, dstStride)
+}
+
+// tileQ4KAVX2 leaves a single token to the row kernel, which measures
+// faster than the tile kernel's setup (scales through the stack, a prepared
+// copy of the activations) with nothing to share it over.
+func tileQ4KAVX2(n int, w, x []byte, xStride, tokens int, dst []float32, dstStride int) {
+	if tokens == 1 {
+		rows := len(w) / (n / QKK * q4KBytes)
+		dotQ4KRowsAVX2(w, x[:n/QKK*q8KBytes], n/QKK, dst[:rows])
+		return
+	}
+	tileQ8K(&q4KTiles, n, q4KBytes, w, x, xStride, tokens, dst, dstStride)
+}
 
 // getTileAux returns a buffer of at least size words from tileAuxPool.
 func getTileAux(size int) *[]uint32 {
@@ -29,13 +49,15 @@ func getTileAux(size int) *[]uint32 {
 	return bufp
 }
 
-// tileQ6KAVX2 prepares every token's activations once, then runs 8-row ×
-// up-to-4-token tiles, rows outer so that the 8 rows' weights stay in L1.
-func tileQ6KAVX2(n int, w, x []byte, xStride, tokens int, dst []float32, dstStride int) {
+// tileQ8K prepares every token's activations once (q8KTileAuxAVX2), then
+// runs a K-quant's 8-row × up-to-4-token tiles, rows outer so that the 8
+// rows' weights stay in L1.
+func tileQ8K(k *[4]func(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int),
+	n, blockBytes int, w, x []byte, xStride, tokens int, dst []float32, dstStride int) {
 	nb := n / QKK
-	rowBytes, xBytes := nb*q6KBytes, nb*q8KBytes
+	rowBytes, xBytes := nb*blockBytes, nb*q8KBytes
 	rows := len(w) / rowBytes
-	auxStride := nb * q6KAuxWords
+	auxStride := nb * q8KAuxWords
 	bufp := getTileAux(tokens * auxStride)
 	aux := *bufp
 	for t := 0; t < tokens; t++ {
@@ -46,7 +68,7 @@ func tileQ6KAVX2(n int, w, x []byte, xStride, tokens int, dst []float32, dstStri
 		wr := w[r*rowBytes : (r+R)*rowBytes]
 		for t := 0; t < tokens; t += 4 {
 			T := min(4, tokens-t)
-			q6KTiles[T-1](wr, rowBytes, R, aux[t*auxStride:(t+T)*auxStride], auxStride, nb, dst[t*dstStride+r:(t+T-1)*dstStride+r+R], dstStride)
+			k[T-1](wr, rowBytes, R, aux[t*auxStride:(t+T)*auxStride], auxStride, nb, dst[t*dstStride+r:(t+T-1)*dstStride+r+R], dstStride)
 		}
 	}
 	tileAuxPool.Put(bufp)

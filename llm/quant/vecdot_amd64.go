@@ -51,6 +51,7 @@ var kernelSets = []kernelSet{
 		Q4_0: tileQ4_0AVX2,
 		Q6_K: tileQ6KAVX2,
 		Q8_0: tileQ8_0AVX2,
+		Q4_K: tileQ4KAVX2,
 	}},
 }
 

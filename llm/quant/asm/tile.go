@@ -230,13 +230,18 @@ func genTiles() {
 		genQ4_0Tile(T)
 		genQ6KTile(T)
 		genQ8_0Tile(T)
+		genQ4KTile(T)
 	}
 }
 
-// q6KAuxBytes is what q8KTileAuxAVX2 writes per Q8_K block: the 8 groups of
-// 32 quants in lanePair order, the 8 matching VPMADDUBSW(32, x) offsets,
-// and d_x (padded to 32 bytes).
-const q6KAuxBytes = 8*32 + 8*32 + 32
+// q8KAuxBytes is what q8KTileAuxAVX2 writes per Q8_K block: the 8 groups of
+// 32 quants in lanePair order, the 8 matching VPMADDUBSW(32, x) offsets
+// (for Q6_K), the 16 bsums (for Q4_K's mins) and d_x (padded to 32 bytes).
+const (
+	q8KAuxBytes = 8*32 + 8*32 + 32 + 32
+	q8KAuxBsums = 512
+	q8KAuxD     = 544
+)
 
 // genQ8KTileAux emits q8KTileAuxAVX2, the per-token half of the Q6_K tile
 // kernels' work: each token's quants in the pairing the weights are
@@ -246,7 +251,7 @@ const q6KAuxBytes = 8*32 + 8*32 + 32
 func genQ8KTileAux() {
 	TEXT("q8KTileAuxAVX2", NOSPLIT, "func(x []byte, nb int, aux []uint32)")
 	Pragma("noescape")
-	Doc(fmt.Sprintf("q8KTileAuxAVX2 writes %d bytes per Q8_K block of x to aux: its quants in lanePair order, their products with 32 summed in pairs (VPMADDUBSW), and d_x (AVX2).", q6KAuxBytes))
+	Doc(fmt.Sprintf("q8KTileAuxAVX2 writes %d bytes per Q8_K block of x to aux: its quants in lanePair order, their products with 32 summed in pairs (VPMADDUBSW), its bsums and d_x (AVX2).", q8KAuxBytes))
 	x := Load(Param("x").Base(), GP64())
 	nb := Load(Param("nb"), GP64())
 	a := Load(Param("aux").Base(), GP64())
@@ -264,11 +269,14 @@ func genQ8KTileAux() {
 		VPMADDUBSW(v, c32, o)
 		VMOVDQU(o, Mem{Base: a, Disp: 256 + 32*g})
 	}
+	bs := YMM()
+	VMOVDQU(Mem{Base: x, Disp: 4 + 256}, bs)
+	VMOVDQU(bs, Mem{Base: a, Disp: q8KAuxBsums})
 	d := GP32()
 	MOVL(Mem{Base: x}, d)
-	MOVL(d, Mem{Base: a, Disp: 512})
+	MOVL(d, Mem{Base: a, Disp: q8KAuxD})
 	ADDQ(U32(q8KBytes), x)
-	ADDQ(U32(q6KAuxBytes), a)
+	ADDQ(U32(q8KAuxBytes), a)
 	DECQ(nb)
 	JMP(LabelRef("q8KTileAux_loop"))
 	Label("q8KTileAux_done")
@@ -396,7 +404,7 @@ func genQ6KTile(T int) {
 			lanes := combineLanes(accLo, accHi)
 			d := XMM()
 			VMOVSS(dwMem, d)
-			VMULSS(aa.at(t, 512), d, d)
+			VMULSS(aa.at(t, q8KAuxD), d, d)
 			db, fl := YMM(), YMM()
 			VBROADCASTSS(d, db)
 			VCVTDQ2PS(lanes, fl)
@@ -405,7 +413,7 @@ func genQ6KTile(T int) {
 			VMOVUPS(fl, acc.Offset(32*t))
 		}
 		ADDQ(U32(q6KBytes), w)
-		ADDQ(U32(q6KAuxBytes), aa.base0)
+		ADDQ(U32(q8KAuxBytes), aa.base0)
 		DECQ(nb)
 		JMP(LabelRef(name + "_block"))
 	}
@@ -527,6 +535,175 @@ func genQ8_0Tile(T int) {
 	}
 	Label(name + "_done")
 	storeTile(acc, T)
+	VZEROUPPER()
+	RET()
+}
+
+// genQ4KTile emits dotQ4KTile<T>AVX2: rows Q4_K rows × T Q8_K tokens, like
+// genQ6KTile: each block's nibbles, scales and mins are unpacked once for T
+// tokens (whose shuffled quants, bsums and d_x come from q8KTileAuxAVX2),
+// and the float steps are the single-row kernel's (q4KBody): 8 lane sums
+// plus a scalar sum of the mins' terms, lanes added to it in order at the end.
+func genQ4KTile(T int) {
+	name := fmt.Sprintf("dotQ4KTile%dAVX2", T)
+	TEXT(name, NOSPLIT, "func(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s sets dst[t*dstStride+r] to the reference Q4_K×Q8_K dot product of weight row r < rows (rowBytes apart in w) with token t < %d, given as its q8KTileAuxAVX2 output (auxStride apart in aux), nb blocks each (AVX2, F16C).", name, T))
+	acc := AllocLocal(32 * T)
+	minSums := AllocLocal(4 * 4) // the scalar sumf of each token
+	scales := AllocLocal(32 * 4)
+	minsMem := AllocLocal(32)
+	dMem := AllocLocal(8) // d_w, dmin_w
+
+	// Rows are consecutive and nb blocks long, so the block loop leaves w at
+	// the next row. General registers are short (the scale unpacking needs
+	// five), hence the reloads.
+	w := Load(Param("w").Base(), GP64())
+	rows := Load(Param("rows"), GP64())
+	aa := tileAddr{base0: GP64(), stride: Load(Param("auxStride"), GP64()), stride3: GP64()}
+	SHLQ(Imm(2), aa.stride)
+	LEAQ(Mem{Base: aa.stride, Index: aa.stride, Scale: 2}, aa.stride3)
+	dRow := Load(Param("dst").Base(), GP64())
+	ds := Load(Param("dstStride"), GP64())
+	SHLQ(Imm(2), ds)
+
+	Label(name + "_row")
+	TESTQ(rows, rows)
+	JZ(LabelRef(name + "_done"))
+	z := YMM()
+	VXORPS(z, z, z)
+	for t := 0; t < T; t++ {
+		VMOVUPS(z, acc.Offset(32*t))
+	}
+	VMOVUPS(z.AsX(), minSums)
+	Load(Param("aux").Base(), aa.base0)
+	nb := Load(Param("nb"), GP64())
+
+	Label(name + "_block")
+	TESTQ(nb, nb)
+	JZ(LabelRef(name + "_rowDone"))
+	{
+		// The 6-bit scales and mins, as in q4KBody: bytes 0-7 scales, 8-15 mins.
+		u0, u1, u2, u3, t := GP32(), GP32(), GP32(), GP32(), GP32()
+		MOVL(Mem{Base: w, Disp: 4}, u0)
+		MOVL(Mem{Base: w, Disp: 8}, u1)
+		MOVL(Mem{Base: w, Disp: 12}, u2)
+		MOVL(u2, u3)
+		SHRL(Imm(4), u3)
+		ANDL(U32(0x0f0f0f0f), u3)
+		MOVL(u1, t)
+		SHRL(Imm(6), t)
+		ANDL(U32(0x03030303), t)
+		SHLL(Imm(4), t)
+		ORL(t, u3)                // mins 4-7
+		ANDL(U32(0x3f3f3f3f), u1) // mins 0-3
+		MOVL(u0, t)
+		SHRL(Imm(6), t)
+		ANDL(U32(0x03030303), t)
+		SHLL(Imm(4), t)
+		ANDL(U32(0x0f0f0f0f), u2)
+		ORL(t, u2)                // scales 4-7
+		ANDL(U32(0x3f3f3f3f), u0) // scales 0-3
+		sc := YMM()
+		VMOVD(u0, sc.AsX())
+		VPINSRD(Imm(1), u2, sc.AsX(), sc.AsX())
+		VPINSRD(Imm(2), u1, sc.AsX(), sc.AsX())
+		VPINSRD(Imm(3), u3, sc.AsX(), sc.AsX())
+		mins := YMM()
+		VPSHUFB(q4KMinsMask, sc.AsX(), mins.AsX())
+		VPMOVZXBW(mins.AsX(), mins)
+		VMOVDQU(mins, minsMem)
+		VINSERTI128(Imm(1), sc.AsX(), sc, sc)
+		for j := 0; j < 4; j++ {
+			s := YMM()
+			VPSHUFB(q4KScaleMask[j], sc, s)
+			VMOVDQU(s, scales.Offset(32*j))
+		}
+		dd := XMM()
+		VPXOR(dd, dd, dd)
+		VPINSRW(Imm(0), Mem{Base: w}, dd, dd)
+		VPINSRW(Imm(1), Mem{Base: w, Disp: 2}, dd, dd)
+		VCVTPH2PS(dd, dd)
+		VMOVQ(dd, dMem)
+
+		var nib [8]VecVirtual // low nibbles of 64j.., high nibbles of 64j+32..
+		for j := 0; j < 4; j++ {
+			q, lo := YMM(), YMM()
+			VMOVDQU(Mem{Base: w, Disp: 16 + 32*j}, q)
+			VPSHUFB(lanePair, q, q)
+			VPAND(mask0F, q, lo)
+			VPSRLW(Imm(4), q, q)
+			VPAND(mask0F, q, q)
+			nib[2*j], nib[2*j+1] = lo, q
+		}
+		for tk := 0; tk < T; tk++ {
+			// sumMins = Σ bsums[j]*mins[j/2], exact in int32.
+			m := YMM()
+			VMOVDQU(minsMem, m)
+			VPMADDWD(aa.at(tk, q8KAuxBsums), m, m)
+			sumMins := hsum1(m)
+
+			accLo, accHi := YMM(), YMM()
+			VPXOR(accLo, accLo, accLo)
+			VPXOR(accHi, accHi, accHi)
+			for j := 0; j < 4; j++ {
+				lo, hi := YMM(), YMM()
+				VPMADDUBSW(aa.at(tk, 64*j), nib[2*j], lo) // ≤ 2*15*128: no saturation
+				VPMADDUBSW(aa.at(tk, 64*j+32), nib[2*j+1], hi)
+				l, h := YMM(), YMM()
+				VPUNPCKLWD(hi, lo, l)
+				VPUNPCKHWD(hi, lo, h)
+				VPMADDWD(scales.Offset(32*j), l, l)
+				VPMADDWD(scales.Offset(32*j), h, h)
+				VPADDD(l, accLo, accLo)
+				VPADDD(h, accHi, accHi)
+			}
+			lanes := combineLanes(accLo, accHi)
+
+			// d = d_w*d_x, dmin = dmin_w*d_x, each a float32 product.
+			d := XMM()
+			VMOVQ(dMem, d)
+			dx := XMM()
+			VBROADCASTSS(aa.at(tk, q8KAuxD), dx)
+			VMULPS(dx, d, d)
+			db, fl := YMM(), YMM()
+			VBROADCASTSS(d, db)
+			VCVTDQ2PS(lanes, fl)
+			VMULPS(db, fl, fl)
+			VADDPS(acc.Offset(32*tk), fl, fl)
+			VMOVUPS(fl, acc.Offset(32*tk))
+			fm, dmin := XMM(), XMM()
+			VCVTDQ2PS(sumMins, fm)
+			VMOVSHDUP(d, dmin)
+			VMULSS(fm, dmin, dmin)
+			sf := XMM()
+			VMOVSS(minSums.Offset(4*tk), sf)
+			VSUBSS(dmin, sf, sf)
+			VMOVSS(sf, minSums.Offset(4*tk))
+		}
+		ADDQ(U32(q4KBytes), w)
+		ADDQ(U32(q8KAuxBytes), aa.base0)
+		DECQ(nb)
+		JMP(LabelRef(name + "_block"))
+	}
+	Label(name + "_rowDone")
+	d := GP64()
+	MOVQ(dRow, d)
+	for tk := 0; tk < T; tk++ {
+		sums := YMM()
+		VMOVUPS(acc.Offset(32*tk), sums)
+		sumf := XMM()
+		VMOVSS(minSums.Offset(4*tk), sumf)
+		finishLanes(sums, sumf)
+		VMOVSS(sumf, Mem{Base: d})
+		if tk+1 < T {
+			ADDQ(ds, d)
+		}
+	}
+	ADDQ(Imm(4), dRow)
+	DECQ(rows)
+	JMP(LabelRef(name + "_row"))
+	Label(name + "_done")
 	VZEROUPPER()
 	RET()
 }
