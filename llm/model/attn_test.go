@@ -94,10 +94,12 @@ var attnShapes = []struct {
 	{"tinyllama", HParams{Heads: 32, HeadsKV: 4, HeadDim: 64}},
 	{"qwen2-small", HParams{Heads: 4, HeadsKV: 2, HeadDim: 16}},
 	{"odd", HParams{Heads: 3, HeadsKV: 1, HeadDim: 7}},
+	{"group8-odd-dim", HParams{Heads: 16, HeadsKV: 2, HeadDim: 5}},
 }
 
-// TestAttentionMatchesPlainLoop: the unrolled, round-robin kernel gives the
-// same bits as the plain loop, for prompt batches and single tokens, with
+// TestAttentionMatchesPlainLoop: the unrolled, round-robin kernels (per
+// head, and per block of heads sharing a KV head) give the same bits as the
+// plain loop, for prompt batches and single tokens, with
 // lengths that are and are not multiples of the unroll.
 func TestAttentionMatchesPlainLoop(t *testing.T) {
 	for _, sh := range attnShapes {
@@ -105,13 +107,19 @@ func TestAttentionMatchesPlainLoop(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/pos%d/n%d/t%d", sh.name, c.pos, c.n, c.threads), func(t *testing.T) {
 				s, a := attnSession(sh.hp, c.pos, c.n, c.threads, uint64(c.pos*1000+c.n))
 				defer s.pool.close()
-				s.attend(0, a, c.n)
-				got := append([]float32(nil), a.Attn[:c.n*sh.hp.Heads*sh.hp.HeadDim]...)
-				clear(a.Attn)
-				attnRefRun(&s.attn, 0, 0, c.n*sh.hp.Heads)
-				for i, w := range a.Attn[:len(got)] {
-					if math.Float32bits(got[i]) != math.Float32bits(w) {
-						t.Fatalf("element %d: %v, plain loop %v", i, got[i], w)
+				attnRefRun(prepRef(&s.attn, a, c.n), 0, 0, c.n*sh.hp.Heads)
+				want := append([]float32(nil), a.Attn[:c.n*sh.hp.Heads*sh.hp.HeadDim]...)
+				blocks := []int{1}
+				if sh.hp.Heads/sh.hp.HeadsKV%headBlock == 0 {
+					blocks = append(blocks, headBlock)
+				}
+				for _, block := range blocks {
+					clear(a.Attn)
+					s.attendBlocks(0, a, c.n, block)
+					for i, w := range want {
+						if got := a.Attn[i]; math.Float32bits(got) != math.Float32bits(w) {
+							t.Fatalf("%d heads per unit: element %d: %v, plain loop %v", block, i, got, w)
+						}
 					}
 				}
 			})
@@ -136,7 +144,12 @@ func BenchmarkAttention(b *testing.B) {
 					s.pool.parallel(c.n*hp.Heads, 1, refAttnJob{prepRef(&s.attn, a, c.n)})
 				}
 			})
-			b.Run(fmt.Sprintf("%s/t%d/impl=fast", c.name, threads), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/t%d/impl=pairs", c.name, threads), func(b *testing.B) {
+				for b.Loop() {
+					s.attendBlocks(0, a, c.n, 1)
+				}
+			})
+			b.Run(fmt.Sprintf("%s/t%d/impl=grouped", c.name, threads), func(b *testing.B) {
 				for b.Loop() {
 					s.attend(0, a, c.n)
 				}
