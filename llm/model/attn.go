@@ -273,4 +273,3 @@ func (j *attnJob) headGroup(worker, unit int) {
 		out[d] = float32(acc[d])
 	}
 }
-
