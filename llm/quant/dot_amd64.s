@@ -1770,7 +1770,7 @@ q8KTileAux_done:
 
 // func dotQ4_0Tile8x1AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
-TEXT ·dotQ4_0Tile8x1AVX2(SB), NOSPLIT, $32-136
+TEXT ·dotQ4_0Tile8x1AVX2(SB), $32-136
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
 	LEAQ    (DX)(DX*2), BX
@@ -1883,7 +1883,7 @@ dotQ4_0Tile8x1AVX2_done:
 
 // func dotQ6KTile1AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
-TEXT ·dotQ6KTile1AVX2(SB), NOSPLIT, $168-112
+TEXT ·dotQ6KTile1AVX2(SB), $168-112
 	MOVQ w_base+0(FP), AX
 	MOVQ rowBytes+24(FP), CX
 	MOVQ rows+32(FP), DX
@@ -2060,7 +2060,7 @@ dotQ6KTile1AVX2_done:
 
 // func dotQ8_0Tile8x1AVX2(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
-TEXT ·dotQ8_0Tile8x1AVX2(SB), NOSPLIT, $544-104
+TEXT ·dotQ8_0Tile8x1AVX2(SB), $544-104
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
 	LEAQ    (DX)(DX*2), BX
@@ -2188,7 +2188,7 @@ dotQ8_0Tile8x1AVX2_done:
 
 // func dotQ4KTile1AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
-TEXT ·dotQ4KTile1AVX2(SB), NOSPLIT, $216-112
+TEXT ·dotQ4KTile1AVX2(SB), $216-112
 	MOVQ w_base+0(FP), AX
 	MOVQ rows+32(FP), CX
 	MOVQ auxStride+64(FP), DX
@@ -2362,7 +2362,7 @@ dotQ4KTile1AVX2_done:
 
 // func dotQ4_0Tile8x2AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
-TEXT ·dotQ4_0Tile8x2AVX2(SB), NOSPLIT, $64-136
+TEXT ·dotQ4_0Tile8x2AVX2(SB), $64-136
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
 	LEAQ    (DX)(DX*2), BX
@@ -2521,7 +2521,7 @@ dotQ4_0Tile8x2AVX2_done:
 
 // func dotQ6KTile2AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
-TEXT ·dotQ6KTile2AVX2(SB), NOSPLIT, $200-112
+TEXT ·dotQ6KTile2AVX2(SB), $200-112
 	MOVQ w_base+0(FP), AX
 	MOVQ rowBytes+24(FP), CX
 	MOVQ rows+32(FP), DX
@@ -2769,7 +2769,7 @@ dotQ6KTile2AVX2_done:
 
 // func dotQ8_0Tile8x2AVX2(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
-TEXT ·dotQ8_0Tile8x2AVX2(SB), NOSPLIT, $576-104
+TEXT ·dotQ8_0Tile8x2AVX2(SB), $576-104
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
 	LEAQ    (DX)(DX*2), BX
@@ -2955,7 +2955,7 @@ dotQ8_0Tile8x2AVX2_done:
 
 // func dotQ4KTile2AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
-TEXT ·dotQ4KTile2AVX2(SB), NOSPLIT, $248-112
+TEXT ·dotQ4KTile2AVX2(SB), $248-112
 	MOVQ w_base+0(FP), AX
 	MOVQ rows+32(FP), CX
 	MOVQ auxStride+64(FP), BX
@@ -3206,7 +3206,7 @@ dotQ4KTile2AVX2_done:
 
 // func dotQ4_0Tile8x3AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
-TEXT ·dotQ4_0Tile8x3AVX2(SB), NOSPLIT, $96-136
+TEXT ·dotQ4_0Tile8x3AVX2(SB), $96-136
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
 	LEAQ    (DX)(DX*2), BX
@@ -3411,7 +3411,7 @@ dotQ4_0Tile8x3AVX2_done:
 
 // func dotQ6KTile3AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
-TEXT ·dotQ6KTile3AVX2(SB), NOSPLIT, $232-112
+TEXT ·dotQ6KTile3AVX2(SB), $232-112
 	MOVQ w_base+0(FP), AX
 	MOVQ rowBytes+24(FP), CX
 	MOVQ rows+32(FP), DX
@@ -3730,7 +3730,7 @@ dotQ6KTile3AVX2_done:
 
 // func dotQ8_0Tile8x3AVX2(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
-TEXT ·dotQ8_0Tile8x3AVX2(SB), NOSPLIT, $608-104
+TEXT ·dotQ8_0Tile8x3AVX2(SB), $608-104
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
 	LEAQ    (DX)(DX*2), BX
@@ -3974,7 +3974,7 @@ dotQ8_0Tile8x3AVX2_done:
 
 // func dotQ4KTile3AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
-TEXT ·dotQ4KTile3AVX2(SB), NOSPLIT, $280-112
+TEXT ·dotQ4KTile3AVX2(SB), $280-112
 	MOVQ w_base+0(FP), AX
 	MOVQ rows+32(FP), CX
 	MOVQ auxStride+64(FP), BX
@@ -4302,7 +4302,7 @@ dotQ4KTile3AVX2_done:
 
 // func dotQ4_0Tile8x4AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
-TEXT ·dotQ4_0Tile8x4AVX2(SB), NOSPLIT, $128-136
+TEXT ·dotQ4_0Tile8x4AVX2(SB), $128-136
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
 	LEAQ    (DX)(DX*2), BX
@@ -4553,7 +4553,7 @@ dotQ4_0Tile8x4AVX2_done:
 
 // func dotQ6KTile4AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
-TEXT ·dotQ6KTile4AVX2(SB), NOSPLIT, $264-112
+TEXT ·dotQ6KTile4AVX2(SB), $264-112
 	MOVQ w_base+0(FP), AX
 	MOVQ rowBytes+24(FP), CX
 	MOVQ rows+32(FP), DX
@@ -4943,7 +4943,7 @@ dotQ6KTile4AVX2_done:
 
 // func dotQ8_0Tile8x4AVX2(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
-TEXT ·dotQ8_0Tile8x4AVX2(SB), NOSPLIT, $640-104
+TEXT ·dotQ8_0Tile8x4AVX2(SB), $640-104
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
 	LEAQ    (DX)(DX*2), BX
@@ -5245,7 +5245,7 @@ dotQ8_0Tile8x4AVX2_done:
 
 // func dotQ4KTile4AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
 // Requires: AVX, AVX2, F16C
-TEXT ·dotQ4KTile4AVX2(SB), NOSPLIT, $312-112
+TEXT ·dotQ4KTile4AVX2(SB), $312-112
 	MOVQ w_base+0(FP), AX
 	MOVQ rows+32(FP), CX
 	MOVQ auxStride+64(FP), BX

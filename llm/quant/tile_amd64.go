@@ -8,8 +8,19 @@ import "sync"
 // kernels, which a model's matrix products would otherwise allocate per call.
 var tileAuxPool = sync.Pool{New: func() any { return new([]uint32) }}
 
-var q4_0Tiles = [4]func(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int){
-	dotQ4_0Tile8x1AVX2, dotQ4_0Tile8x2AVX2, dotQ4_0Tile8x3AVX2, dotQ4_0Tile8x4AVX2,
+// q4_0Tile calls the kernel for T tokens directly (a call through a function
+// value would make aux escape, and with it tileQ4_0AVX2's stack buffer).
+func q4_0Tile(T int, w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int) {
+	switch T {
+	case 1:
+		dotQ4_0Tile8x1AVX2(w, rowBytes, x, xStride, aux, auxStride, nb, dst, dstStride)
+	case 2:
+		dotQ4_0Tile8x2AVX2(w, rowBytes, x, xStride, aux, auxStride, nb, dst, dstStride)
+	case 3:
+		dotQ4_0Tile8x3AVX2(w, rowBytes, x, xStride, aux, auxStride, nb, dst, dstStride)
+	default:
+		dotQ4_0Tile8x4AVX2(w, rowBytes, x, xStride, aux, auxStride, nb, dst, dstStride)
+	}
 }
 
 var q6KTiles = [4]func(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int){
@@ -85,8 +96,15 @@ func tileQ4_0AVX2(n int, w, x []byte, xStride, tokens int, dst []float32, dstStr
 	full := rows &^ 7
 	if full > 0 {
 		auxStride := 2 * nb
-		bufp := getTileAux(tokens * auxStride)
-		aux := *bufp
+		// A single token (VecDotRows, and generation) usually fits a stack
+		// buffer, sparing the pool on the model's most frequent call.
+		var small [512]uint32
+		aux := small[:]
+		if tokens*auxStride > len(small) {
+			bufp := getTileAux(tokens * auxStride)
+			defer tileAuxPool.Put(bufp)
+			aux = *bufp
+		}
 		for t := 0; t < tokens; t++ {
 			q8_0TileAuxAVX2(x[t*xStride:t*xStride+xBytes], nb, aux[t*auxStride:(t+1)*auxStride])
 		}
@@ -94,11 +112,10 @@ func tileQ4_0AVX2(n int, w, x []byte, xStride, tokens int, dst []float32, dstStr
 			wr := w[r*rowBytes : (r+8)*rowBytes]
 			for t := 0; t < tokens; t += 4 {
 				T := min(4, tokens-t)
-				q4_0Tiles[T-1](wr, rowBytes, x[t*xStride:(t+T-1)*xStride+xBytes], xStride,
+				q4_0Tile(T, wr, rowBytes, x[t*xStride:(t+T-1)*xStride+xBytes], xStride,
 					aux[t*auxStride:(t+T)*auxStride], auxStride, nb, dst[t*dstStride+r:(t+T-1)*dstStride+r+8], dstStride)
 			}
 		}
-		tileAuxPool.Put(bufp)
 	}
 	if full == rows {
 		return

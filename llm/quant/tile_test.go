@@ -269,3 +269,24 @@ func TestVecDotTilePanicsOnBadSizes(t *testing.T) {
 		}()
 	}
 }
+
+// A model calls VecDotTile (and VecDotRows) for every matrix product of
+// every token; neither may allocate per call.
+func TestVecDotTileDoesNotAllocate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation counts are not a -short concern")
+	}
+	r := rand.New(rand.NewPCG(37, 38))
+	for _, typ := range []Type{Q4_0, Q8_0, Q4_K, Q6_K} {
+		for _, tokens := range []int{1, 7} {
+			c := newTileCase(r, typ, 4*typ.BlockSize(), 19, tokens, 0, 0, nil)
+			dst := make([]float32, tokens*c.dstStride)
+			allocs := testing.AllocsPerRun(20, func() {
+				VecDotTile(typ, c.n, c.w, c.x, c.xStride, tokens, dst, c.dstStride)
+			})
+			if allocs != 0 {
+				t.Errorf("%s: %v allocations per call", c.what, allocs)
+			}
+		}
+	}
+}

@@ -8,6 +8,10 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
+// The tile kernels keep up to 640 bytes of locals, more than a NOSPLIT
+// function may safely take from its caller's stack guard, so they are
+// declared without NOSPLIT and get the assembler's stack check.
+//
 // The tile kernels compute 8 weight rows against T tokens at once. Each
 // vector lane holds one weight row, so the reference's sequential float32
 // sum over blocks becomes one VADDPS per block for 8 rows (every lane keeps
@@ -128,7 +132,7 @@ func genQ8_0TileAux() {
 // added to the token's accumulator, the reference's order.
 func genQ4_0Tile(T int) {
 	name := fmt.Sprintf("dotQ4_0Tile8x%dAVX2", T)
-	TEXT(name, NOSPLIT, "func(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)")
+	TEXT(name, 0, "func(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)")
 	Pragma("noescape")
 	Doc(fmt.Sprintf("%s sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < %d (xStride apart in x, its q8_0TileAuxAVX2 output auxStride apart in aux), nb blocks each (AVX2, F16C).", name, T))
 	acc := AllocLocal(32 * T)
@@ -293,7 +297,7 @@ func genQ8KTileAux() {
 // single-row kernel's.
 func genQ6KTile(T int) {
 	name := fmt.Sprintf("dotQ6KTile%dAVX2", T)
-	TEXT(name, NOSPLIT, "func(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)")
+	TEXT(name, 0, "func(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)")
 	Pragma("noescape")
 	Doc(fmt.Sprintf("%s sets dst[t*dstStride+r] to the reference Q6_K×Q8_K dot product of weight row r < rows (rowBytes apart in w) with token t < %d, given as its q8KTileAuxAVX2 output (auxStride apart in aux), nb blocks each (AVX2, F16C).", name, T))
 	acc := AllocLocal(32 * T)
@@ -469,7 +473,7 @@ func transposeSumD(p func(r int) VecVirtual) VecVirtual {
 // added to the token's accumulator, the reference's order.
 func genQ8_0Tile(T int) {
 	name := fmt.Sprintf("dotQ8_0Tile8x%dAVX2", T)
-	TEXT(name, NOSPLIT, "func(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)")
+	TEXT(name, 0, "func(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)")
 	Pragma("noescape")
 	Doc(fmt.Sprintf("%s sets dst[t*dstStride+r] to the reference Q8_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < %d (xStride apart in x), nb blocks each (AVX2, F16C).", name, T))
 	acc := AllocLocal(32 * T)
@@ -546,7 +550,7 @@ func genQ8_0Tile(T int) {
 // plus a scalar sum of the mins' terms, lanes added to it in order at the end.
 func genQ4KTile(T int) {
 	name := fmt.Sprintf("dotQ4KTile%dAVX2", T)
-	TEXT(name, NOSPLIT, "func(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)")
+	TEXT(name, 0, "func(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)")
 	Pragma("noescape")
 	Doc(fmt.Sprintf("%s sets dst[t*dstStride+r] to the reference Q4_K×Q8_K dot product of weight row r < rows (rowBytes apart in w) with token t < %d, given as its q8KTileAuxAVX2 output (auxStride apart in aux), nb blocks each (AVX2, F16C).", name, T))
 	acc := AllocLocal(32 * T)
