@@ -3,6 +3,7 @@ package quant
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -14,49 +15,61 @@ import (
 // by side, so that their ratios come from one run:
 //
 //	go test -run '^$' -bench VecDotTile -benchtime 200ms -count 3 ./llm/quant
+//
+// Besides wall time, each reports cpu-ns/op, the benchmark thread's own CPU
+// time (Linux), which other processes on a shared machine disturb less.
 func BenchmarkVecDotTile(b *testing.B) {
 	r := rand.New(rand.NewPCG(41, 42))
 	shapes := []struct{ n, rows int }{{2048, 256}, {2048, 5632}, {5632, 2048}}
-	for _, sh := range shapes {
-		for _, typ := range []Type{Q4_0, Q6_K, Q8_0, Q4_K} {
+	const maxTokens = 16
+	for _, typ := range []Type{Q4_0, Q6_K, Q8_0, Q4_K} {
+		for _, sh := range shapes {
 			n, rows := sh.n, sh.rows
-			rb := mustRowBytes(b, typ, n)
-			xb := mustRowBytes(b, VecDotType(typ), n)
-			w := randomBlocks(r, typ, n*rows)
-			const maxTokens = 16
-			x := randomBlocks(r, VecDotType(typ), n*maxTokens)
-			dst := make([]float32, rows*maxTokens)
-			for _, tokens := range []int{1, 4, 8, 16} {
-				name := fmt.Sprintf("%s/n=%d/rows=%d/tokens=%d", typ, n, rows, tokens)
-				b.Run(name+"/impl=row1", func(b *testing.B) {
-					k := vecDotKernels[typ]
-					b.SetBytes(int64(len(w)))
-					for b.Loop() {
+			b.Run(fmt.Sprintf("%s/n=%d/rows=%d", typ, n, rows), func(b *testing.B) {
+				rb := mustRowBytes(b, typ, n)
+				xb := mustRowBytes(b, VecDotType(typ), n)
+				w := randomBlocks(r, typ, n*rows)
+				x := randomBlocks(r, VecDotType(typ), n*maxTokens)
+				dst := make([]float32, rows*maxTokens)
+				row1 := vecDotKernels[typ]
+				impls := []struct {
+					name string
+					run  func(tokens int)
+				}{
+					{"row1", func(tokens int) {
 						for t := 0; t < tokens; t++ {
 							for r := 0; r < rows; r++ {
-								dst[t*rows+r] = k(n, w[r*rb:(r+1)*rb], x[t*xb:(t+1)*xb])
+								dst[t*rows+r] = row1(n, w[r*rb:(r+1)*rb], x[t*xb:(t+1)*xb])
 							}
 						}
-					}
-				})
-				b.Run(name+"/impl=rows", func(b *testing.B) {
-					b.SetBytes(int64(len(w)))
-					for b.Loop() {
+					}},
+					{"rows", func(tokens int) {
 						for r0 := 0; r0 < rows; r0 += 16 {
 							r1 := min(r0+16, rows)
 							for t := 0; t < tokens; t++ {
 								VecDotRows(typ, n, w[r0*rb:r1*rb], x[t*xb:(t+1)*xb], dst[t*rows+r0:t*rows+r1])
 							}
 						}
+					}},
+					{"tile", func(tokens int) { VecDotTile(typ, n, w, x, xb, tokens, dst, rows) }},
+				}
+				for _, tokens := range []int{1, 4, 8, 16} {
+					for _, impl := range impls {
+						b.Run(fmt.Sprintf("tokens=%d/impl=%s", tokens, impl.name), func(b *testing.B) {
+							runtime.LockOSThread()
+							defer runtime.UnlockOSThread()
+							b.SetBytes(int64(len(w)))
+							cpu0 := threadCPUTime()
+							for b.Loop() {
+								impl.run(tokens)
+							}
+							if cpu := threadCPUTime() - cpu0; cpu > 0 {
+								b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
+							}
+						})
 					}
-				})
-				b.Run(name+"/impl=tile", func(b *testing.B) {
-					b.SetBytes(int64(len(w)))
-					for b.Loop() {
-						VecDotTile(typ, n, w, x, xb, tokens, dst, rows)
-					}
-				})
-			}
+				}
+			})
 		}
 	}
 }

@@ -52,12 +52,15 @@ func (a tileAddr) at(i, disp int) Mem {
 	}
 }
 
-// transposeSumW reduces 8 int16x16 vectors p(r) (row r's pair sums) to one
-// vector whose word r of each 128-bit lane is the sum of that lane's 8 words
-// of p(r): three unpack-and-add levels, each level's sums within int16 by the
-// callers' bounds. p is called in row order as the tree needs its vectors,
-// so that no more than 5 are live at once (8 more registers hold weights).
-func transposeSumW(p func(r int) VecVirtual) VecVirtual {
+// rowSums8 reduces 8 int16x16 vectors p(r), row r's VPMADDUBSW pair sums,
+// to the int32 sums of each row's 16 words, in lane r. Two unpack-and-add
+// levels keep each row's words adjacent (dword, then qword unpacks), with
+// sums of at most 8 words (|.| ≤ 8*3840 = 30720, inside int16 by the
+// callers' bounds); VPMADDWD with ones then widens adjacent pairs, giving
+// per 128-bit half the sums of 4 rows, and a cross-half add finishes.
+// p is called in row order as the tree needs its vectors, so that few are
+// live at once (8 more registers hold weights).
+func rowSums8(p func(r int) VecVirtual) VecVirtual {
 	add := func(a, b VecVirtual, lo, hi func(...Op)) VecVirtual {
 		l, h := YMM(), YMM()
 		lo(b, a, l)
@@ -65,13 +68,20 @@ func transposeSumW(p func(r int) VecVirtual) VecVirtual {
 		VPADDW(h, l, l)
 		return l
 	}
-	level1 := func(r int) VecVirtual { return add(p(r), p(r+1), VPUNPCKLWD, VPUNPCKHWD) }
-	level2 := func(r int) VecVirtual {
+	level1 := func(r int) VecVirtual { return add(p(r), p(r+1), VPUNPCKLDQ, VPUNPCKHDQ) }
+	four := func(r int) VecVirtual {
 		a := level1(r)
-		return add(a, level1(r+2), VPUNPCKLDQ, VPUNPCKHDQ)
+		b := add(a, level1(r+2), VPUNPCKLQDQ, VPUNPCKHQDQ)
+		VPMADDWD(words1, b, b)
+		return b
 	}
-	b := level2(0)
-	return add(b, level2(4), VPUNPCKLQDQ, VPUNPCKHQDQ)
+	lo := four(0)
+	hi := four(4)
+	l, h := YMM(), YMM()
+	VPERM2I128(Imm(0x20), hi, lo, l)
+	VPERM2I128(Imm(0x31), hi, lo, h)
+	VPADDD(h, l, l)
+	return l
 }
 
 // genQ8_0TileAux emits q8_0TileAuxAVX2, which precomputes, once per token,
@@ -175,16 +185,11 @@ func genQ4_0Tile(T int) {
 		for t := 0; t < T; t++ {
 			xv := YMM()
 			VMOVDQU(xa.at(t, 2), xv)
-			y := transposeSumW(func(r int) VecVirtual {
+			lo := rowSums8(func(r int) VecVirtual {
 				p := YMM()
 				VPMADDUBSW(xv, q[r], p)
 				return p
 			})
-			lo, hi := YMM(), YMM()
-			VPMOVSXWD(y.AsX(), lo)
-			VEXTRACTI128(Imm(1), y, hi.AsX())
-			VPMOVSXWD(hi.AsX(), hi)
-			VPADDD(hi, lo, lo)
 			o := YMM()
 			VPBROADCASTD(aa.at(t, 0), o)
 			VPSUBD(o, lo, lo)
