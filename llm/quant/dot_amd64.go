@@ -38,6 +38,11 @@ func q8_0TileAuxAVX2(x []byte, nb int, aux []uint32)
 //go:noescape
 func q8KTileAuxAVX2(x []byte, nb int, aux []uint32)
 
+// dotQ4_0Tile8x8AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < 8 (xStride apart in x, its q8_0TileAuxAVX2 output auxStride apart in aux), nb blocks each (AVX2, F16C).
+//
+//go:noescape
+func dotQ4_0Tile8x8AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
+
 // dotQ4_0Tile8x1AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of weight row r < 8 (rowBytes apart in w) with token t < 1 (xStride apart in x, its q8_0TileAuxAVX2 output auxStride apart in aux), nb blocks each (AVX2, F16C).
 //
 //go:noescape

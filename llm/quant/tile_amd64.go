@@ -8,6 +8,15 @@ import "sync"
 // kernels, which a model's matrix products would otherwise allocate per call.
 var tileAuxPool = sync.Pool{New: func() any { return new([]uint32) }}
 
+// q4_0TileTokens is how many of the remaining tokens the next Q4_0 tile
+// kernel call takes: 8, or up to 4.
+func q4_0TileTokens(left int) int {
+	if left >= 8 {
+		return 8
+	}
+	return min(4, left)
+}
+
 // q4_0Tile calls the kernel for T tokens directly (a call through a function
 // value would make aux escape, and with it tileQ4_0AVX2's stack buffer).
 func q4_0Tile(T int, w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int) {
@@ -18,8 +27,10 @@ func q4_0Tile(T int, w []byte, rowBytes int, x []byte, xStride int, aux []uint32
 		dotQ4_0Tile8x2AVX2(w, rowBytes, x, xStride, aux, auxStride, nb, dst, dstStride)
 	case 3:
 		dotQ4_0Tile8x3AVX2(w, rowBytes, x, xStride, aux, auxStride, nb, dst, dstStride)
-	default:
+	case 4:
 		dotQ4_0Tile8x4AVX2(w, rowBytes, x, xStride, aux, auxStride, nb, dst, dstStride)
+	default:
+		dotQ4_0Tile8x8AVX2(w, rowBytes, x, xStride, aux, auxStride, nb, dst, dstStride)
 	}
 }
 
@@ -110,8 +121,8 @@ func tileQ4_0AVX2(n int, w, x []byte, xStride, tokens int, dst []float32, dstStr
 		}
 		for r := 0; r < full; r += 8 {
 			wr := w[r*rowBytes : (r+8)*rowBytes]
-			for t := 0; t < tokens; t += 4 {
-				T := min(4, tokens-t)
+			for t := 0; t < tokens; t += q4_0TileTokens(tokens - t) {
+				T := q4_0TileTokens(tokens - t)
 				q4_0Tile(T, wr, rowBytes, x[t*xStride:(t+T-1)*xStride+xBytes], xStride,
 					aux[t*auxStride:(t+T)*auxStride], auxStride, nb, dst[t*dstStride+r:(t+T-1)*dstStride+r+8], dstStride)
 			}

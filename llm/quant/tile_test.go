@@ -217,7 +217,7 @@ func TestVecDotTileStaysInside(t *testing.T) {
 	r := rand.New(rand.NewPCG(35, 36))
 	for _, typ := range []Type{Q4_0, Q8_0, Q4_K, Q6_K} {
 		for _, impl := range tileImpls(typ) {
-			for _, shape := range [][2]int{{8, 1}, {8, 4}, {19, 7}} {
+			for _, shape := range [][2]int{{8, 1}, {8, 4}, {19, 7}, {9, 11}} {
 				for _, atEnd := range []bool{false, true} {
 					c := newTileCase(r, typ, 3*typ.BlockSize(), shape[0], shape[1], 0, 0, nil)
 					w, x := rowBuffer(t, len(c.w), atEnd), rowBuffer(t, len(c.x), atEnd)

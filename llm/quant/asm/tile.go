@@ -155,6 +155,11 @@ func genQ4_0Tile(T int) {
 	aa := tileAddr{base0: Load(Param("aux").Base(), GP64()), stride: Load(Param("auxStride"), GP64()), stride3: GP64()}
 	SHLQ(Imm(2), aa.stride)
 	LEAQ(Mem{Base: aa.stride, Index: aa.stride, Scale: 2}, aa.stride3)
+	if T > 4 {
+		xa.base4, aa.base4 = GP64(), GP64()
+		LEAQ(Mem{Base: xa.base0, Index: xa.stride, Scale: 4}, xa.base4)
+		LEAQ(Mem{Base: aa.base0, Index: aa.stride, Scale: 4}, aa.base4)
+	}
 	nb := Load(Param("nb"), GP64())
 
 	z := YMM()
@@ -206,6 +211,10 @@ func genQ4_0Tile(T int) {
 		ADDQ(Imm(q4_0Bytes), wa.base4)
 		ADDQ(Imm(q8_0Bytes), xa.base0)
 		ADDQ(Imm(8), aa.base0)
+		if T > 4 {
+			ADDQ(Imm(q8_0Bytes), xa.base4)
+			ADDQ(Imm(8), aa.base4)
+		}
 		DECQ(nb)
 		JMP(LabelRef(name + "_loop"))
 	}
@@ -235,6 +244,7 @@ func genTiles() {
 	tileConstants()
 	genQ8_0TileAux()
 	genQ8KTileAux()
+	genQ4_0Tile(8)
 	for T := 1; T <= 4; T++ {
 		genQ4_0Tile(T)
 		genQ6KTile(T)
