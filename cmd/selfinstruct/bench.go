@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ type benchFlags struct {
 	reps    int
 	jsonOut bool
 	noBW    bool
+	cpuProf string
 }
 
 // benchResult is one test of `bench`, shaped like a llama-bench JSON record,
@@ -98,6 +100,7 @@ next to each tg result (--no-bandwidth skips it).`,
 	f.IntVarP(&fl.reps, "repetitions", "r", 5, "repetitions of each test")
 	f.BoolVar(&fl.jsonOut, "json", false, "print a JSON array of results")
 	f.BoolVar(&fl.noBW, "no-bandwidth", false, "skip the memory-bandwidth measurement")
+	f.StringVar(&fl.cpuProf, "cpuprofile", "", "write a Go CPU profile of the tests to this file")
 	return cmd
 }
 
@@ -150,6 +153,17 @@ func runBench(cmd *cobra.Command, fl *benchFlags) error {
 		params += int64(t.Elements())
 	}
 
+	if fl.cpuProf != "" {
+		pf, err := os.Create(fl.cpuProf)
+		if err != nil {
+			return withCode(exitBadInput, fmt.Errorf("bench: --cpuprofile: %w", err))
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("bench: --cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var results []benchResult
 	for _, threads := range threadCounts {
 		m, err := model.Load(f, model.Options{Threads: threads})

@@ -106,8 +106,8 @@ func TestLocalTeacherFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tch.(io.Closer).Close()
-	if tf.concurrency != 3 || *maxTokens != 100 {
-		t.Errorf("explicit --concurrency %d / --max-tokens %d were overridden", tf.concurrency, *maxTokens)
+	if tf.concurrency != 3 || *maxTokens != 100 || tf.parallel != 3 {
+		t.Errorf("explicit --concurrency %d / --max-tokens %d were overridden, or --parallel %d does not follow --concurrency", tf.concurrency, *maxTokens, tf.parallel)
 	}
 	msg := "Write three tasks about the sea."
 	resp, err = tch.Complete(context.Background(), teacher.Request{Mode: teacher.ModeChat, Messages: []teacher.Message{{Role: "user", Content: msg}}, MaxTokens: 24})
@@ -123,9 +123,21 @@ func TestLocalTeacherFlags(t *testing.T) {
 		t.Errorf("chat through the teacher %q (%d prompt tokens)\ncomplete --chat %q (%d)", resp.Choices[0].Text, resp.Usage.PromptTokens, want.Text, len(want.PromptTokens))
 	}
 
+	// Neither --parallel nor --concurrency: the engine batches the default
+	// number of sequences and the pipeline keeps that many requests in flight.
+	cmd, tf, _ = flagsCmd(t, "--teacher", "local", "--model", stories)
+	tch, _, err = tf.build(cmd, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tch.(io.Closer).Close()
+	if tf.parallel != defaultLocalParallel || tf.concurrency != defaultLocalParallel {
+		t.Errorf("defaults: --parallel %d, --concurrency %d, want %d for both", tf.parallel, tf.concurrency, defaultLocalParallel)
+	}
+
 	for _, args := range [][]string{
 		{"--teacher", "local", "--model", filepath.Join(t.TempDir(), "none.gguf")},
-		{"--teacher", "local", "--model", stories, "--parallel", "0"},
+		{"--teacher", "local", "--model", stories, "--parallel", "-1"},
 		{"--teacher", "local", "--model", stories, "--chat-template", "nope"},
 		{"--teacher", "local", "--model", "hf://only/two"},
 	} {
