@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 )
 
@@ -64,7 +65,8 @@ func newTileCase(r *rand.Rand, typ Type, n, rows, tokens, xPad, dstPad int, fill
 
 // check runs impl on the case and compares every result with VecDot's bits
 // (any NaN matching any NaN); dst cells outside the tile, including one past
-// its end, must keep their sentinel.
+// its end, must keep their sentinel. It reports the first mismatch with
+// t.Errorf (it also runs on other goroutines than the test's).
 func (c tileCase) check(t *testing.T, impl tileImpl) {
 	t.Helper()
 	rb := mustRowBytesNoT(c.typ, c.n)
@@ -83,14 +85,16 @@ func (c tileCase) check(t *testing.T, impl tileImpl) {
 		tok, row := i/max(c.dstStride, 1), i%max(c.dstStride, 1)
 		if i == size || row >= c.rows {
 			if got != sentinel {
-				t.Fatalf("%s: %s: wrote dst[%d], outside the tile", impl.name, c.what, i)
+				t.Errorf("%s: %s: wrote dst[%d], outside the tile", impl.name, c.what, i)
+				return
 			}
 			continue
 		}
 		want := VecDot(c.typ, c.n, c.w[row*rb:(row+1)*rb], c.x[tok*c.xStride:tok*c.xStride+xb])
 		if math.Float32bits(got) != math.Float32bits(want) && !(got != got && want != want) {
-			t.Fatalf("%s: %s: row %d token %d: %g (%#x), VecDot %g (%#x)",
+			t.Errorf("%s: %s: row %d token %d: %g (%#x), VecDot %g (%#x)",
 				impl.name, c.what, row, tok, got, math.Float32bits(got), want, math.Float32bits(want))
+			return
 		}
 	}
 }
@@ -289,4 +293,23 @@ func TestVecDotTileDoesNotAllocate(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Matrix products run tiles from several goroutines at once; the buffers
+// the kernels share (a pool of activation summaries) must not mix calls.
+func TestVecDotTileConcurrent(t *testing.T) {
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(seed, 39))
+			for i := 0; i < 10; i++ {
+				for _, typ := range []Type{Q4_0, Q8_0, Q4_K, Q6_K} {
+					newTileCase(r, typ, 20*typ.BlockSize(), 9+i%8, 5+i, 0, 0, nil).check(t, tileImpl{"VecDotTile", VecDotTile})
+				}
+			}
+		}(uint64(g))
+	}
+	wg.Wait()
 }

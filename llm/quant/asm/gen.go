@@ -10,6 +10,10 @@
 // float64 in 16 parallel sums and also return the sum of magnitudes, from
 // which their Go wrappers prove that the reference's order rounds to the
 // same float32 (or else run the reference).
+//
+// The tile kernels (tile.go) compute several weight rows against several
+// tokens per call, for matrix products over a batch of tokens; they too
+// keep every row's float operations and order exactly.
 package main
 
 import (
