@@ -9,8 +9,10 @@ import "fmt"
 //
 // It is a matrix product's tile: architecture kernels unpack each weight block
 // once for several tokens and keep several rows' sums in one vector, which
-// VecDotRows, one token at a time, cannot. Wrong sizes panic (programming
-// errors), like VecDotRows.
+// VecDotRows, one token at a time, cannot. Each call first summarises every
+// token's activations (work proportional to tokens·n, shared by all rows),
+// so a caller should pass as many rows per call as its work split allows.
+// Wrong sizes panic (programming errors), like VecDotRows.
 func VecDotTile(typ Type, n int, w []byte, x []byte, xStride, tokens int, dst []float32, dstStride int) {
 	if !HasVecDot(typ) {
 		panic(fmt.Sprintf("quant: no dot-product kernel for %s", typ))

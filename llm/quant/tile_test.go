@@ -262,6 +262,8 @@ func TestVecDotTilePanicsOnBadSizes(t *testing.T) {
 		{"negative stride", Q4_0, n, 3 * rb, 2 * xb, -xb, 1, 6, 3, true},
 		{"n not whole blocks", Q4_0, n + 1, 3 * rb, 2 * xb, xb, 2, 6, 3, true},
 		{"no kernel", Q5_0, n, 3 * rb, 2 * xb, xb, 2, 6, 3, true},
+		{"ok, empty rows", Q4_0, 0, 0, 0, 0, 2, 0, 0, false},
+		{"weights for empty rows", Q4_0, 0, 1, 0, 0, 2, 0, 0, true},
 	} {
 		func() {
 			defer func() {
