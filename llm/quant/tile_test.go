@@ -63,8 +63,8 @@ func newTileCase(r *rand.Rand, typ Type, n, rows, tokens, xPad, dstPad int, fill
 	return c
 }
 
-// check runs impl on the case and compares every result with VecDot's bits
-// (any NaN matching any NaN); dst cells outside the tile, including one past
+// check runs impl on the case and compares every result with the bits of
+// the pure-Go reference kernel (which VecDot's are; any NaN matching any NaN); dst cells outside the tile, including one past
 // its end, must keep their sentinel. It reports the first mismatch with
 // t.Errorf (it also runs on other goroutines than the test's).
 func (c tileCase) check(t *testing.T, impl tileImpl) {
@@ -90,9 +90,9 @@ func (c tileCase) check(t *testing.T, impl tileImpl) {
 			}
 			continue
 		}
-		want := VecDot(c.typ, c.n, c.w[row*rb:(row+1)*rb], c.x[tok*c.xStride:tok*c.xStride+xb])
+		want := vecDotReference[c.typ](c.n, c.w[row*rb:(row+1)*rb], c.x[tok*c.xStride:tok*c.xStride+xb])
 		if math.Float32bits(got) != math.Float32bits(want) && !(got != got && want != want) {
-			t.Errorf("%s: %s: row %d token %d: %g (%#x), VecDot %g (%#x)",
+			t.Errorf("%s: %s: row %d token %d: %g (%#x), reference %g (%#x)",
 				impl.name, c.what, row, tok, got, math.Float32bits(got), want, math.Float32bits(want))
 			return
 		}

@@ -1,0 +1,149 @@
+// Command packed generates llm/quant's kernels for Q4_0 weights repacked
+// eight rows at a time (see llm/quant/packed.go for the layout).
+//
+// In the packed layout every 32-bit lane of a vector holds four quants of
+// one row, so the products of 8 rows with one activation block accumulate
+// lane by lane and need no horizontal reduction: per block, 8 VPMADDUBSW of
+// the unpacked nibbles with broadcast activation quads, added in int16
+// (|sum| ≤ 8·2·15·128 = 30720), one VPMADDWD with ones, minus the block's
+// 8·Σx, give each row's exact integer sum in its lane. The float steps are
+// the reference's, lane by lane: (isum·d_w)·d_x added to the row's running
+// sum block after block.
+package main
+
+import (
+	"flag"
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// Sizes in bytes: a packed block of 8 rows (8 f16 scales, then 4 vectors of
+// 32 nibble pairs), a Q8_0 block, and one block's auxiliary activation data
+// (d_x as float32, 8·Σx as int32).
+const (
+	groupBlockBytes = 16 + 128
+	q8_0Bytes       = 34
+	auxBytes        = 8
+)
+
+var mask0F, words1 Mem
+
+func main() {
+	flag.Parse()
+	ConstraintExpr("!purego")
+	mask0F = constBytes("packedMask0F", 0x0F, 32)
+	words1 = constWords("packedWords1", 1, 16)
+	for t := 1; t <= 4; t++ {
+		genQ4_0x8(t)
+	}
+	Generate()
+}
+
+func constBytes(name string, v byte, n int) Mem {
+	m := GLOBL(name, RODATA|NOPTR)
+	for i := 0; i < n; i++ {
+		DATA(i, U8(v))
+	}
+	return m
+}
+
+func constWords(name string, v uint16, n int) Mem {
+	m := GLOBL(name, RODATA|NOPTR)
+	for i := 0; i < n; i++ {
+		DATA(2*i, U16(v))
+	}
+	return m
+}
+
+// genQ4_0x8 emits the kernel for one group of 8 packed rows against tokens
+// activation rows: the 8 unpacked weight vectors of a block stay in
+// registers while each token's activations pass over them.
+func genQ4_0x8(tokens int) {
+	name := fmt.Sprintf("dotQ4_0x8T%dAVX2", tokens)
+	TEXT(name, NOSPLIT, "func(w []byte, nb int, x []byte, xStride int, aux []byte, auxStride int, dst []float32, dstStride int)")
+	Doc(fmt.Sprintf("%s sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of packed row r (r < 8) with token t's activations (t < %d), over nb blocks (AVX2, F16C).", name, tokens))
+	w := Load(Param("w").Base(), GP64())
+	nb := Load(Param("nb"), GP64())
+	x0 := Load(Param("x").Base(), GP64())
+	xStride := Load(Param("xStride"), GP64())
+	a0 := Load(Param("aux").Base(), GP64())
+	auxStride := Load(Param("auxStride"), GP64())
+	xp := make([]Register, tokens)
+	ap := make([]Register, tokens)
+	for t := range tokens {
+		xp[t], ap[t] = GP64(), GP64()
+		if t == 0 {
+			MOVQ(x0, xp[t])
+			MOVQ(a0, ap[t])
+			continue
+		}
+		LEAQ(Mem{Base: xp[t-1], Index: xStride, Scale: 1}, xp[t])
+		LEAQ(Mem{Base: ap[t-1], Index: auxStride, Scale: 1}, ap[t])
+	}
+	acc := make([]VecVirtual, tokens)
+	for t := range acc {
+		acc[t] = YMM()
+		VXORPS(acc[t], acc[t], acc[t])
+	}
+
+	Label(name + "_block")
+	TESTQ(nb, nb)
+	JZ(LabelRef(name + "_done"))
+	{
+		var v [8]VecVirtual
+		for m := 0; m < 4; m++ {
+			p := YMM()
+			VMOVDQU(Mem{Base: w, Disp: 16 + 32*m}, p)
+			v[2*m], v[2*m+1] = YMM(), YMM()
+			VPAND(mask0F, p, v[2*m])
+			VPSRLW(Imm(4), p, p)
+			VPAND(mask0F, p, v[2*m+1])
+		}
+		dw := YMM()
+		VCVTPH2PS(Mem{Base: w}, dw)
+		for t := range tokens {
+			s, q := YMM(), YMM()
+			for k := 0; k < 8; k++ {
+				dst := s
+				if k > 0 {
+					dst = q
+				}
+				VPBROADCASTD(Mem{Base: xp[t], Disp: 2 + 4*k}, dst)
+				VPMADDUBSW(dst, v[k], dst)
+				if k > 0 {
+					VPADDW(q, s, s)
+				}
+			}
+			VPMADDWD(words1, s, s)
+			VPBROADCASTD(Mem{Base: ap[t], Disp: 4}, q)
+			VPSUBD(q, s, s)
+			VCVTDQ2PS(s, s)
+			VMULPS(dw, s, s) // (isum*d_w)
+			VBROADCASTSS(Mem{Base: ap[t]}, q)
+			VMULPS(q, s, s) // ... *d_x
+			VADDPS(s, acc[t], acc[t])
+		}
+		ADDQ(U32(groupBlockBytes), w)
+		for t := range tokens {
+			ADDQ(U32(q8_0Bytes), xp[t])
+			ADDQ(U32(auxBytes), ap[t])
+		}
+		DECQ(nb)
+		JMP(LabelRef(name + "_block"))
+	}
+	Label(name + "_done")
+	d := Load(Param("dst").Base(), GP64())
+	dStride := Load(Param("dstStride"), GP64())
+	SHLQ(Imm(2), dStride)
+	for t := range tokens {
+		VMOVUPS(acc[t], Mem{Base: d})
+		if t+1 < tokens {
+			ADDQ(dStride, d)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
