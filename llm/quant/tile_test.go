@@ -64,9 +64,10 @@ func newTileCase(r *rand.Rand, typ Type, n, rows, tokens, xPad, dstPad int, fill
 }
 
 // check runs impl on the case and compares every result with the bits of
-// the pure-Go reference kernel (which VecDot's are; any NaN matching any NaN); dst cells outside the tile, including one past
-// its end, must keep their sentinel. It reports the first mismatch with
-// t.Errorf (it also runs on other goroutines than the test's).
+// the pure-Go reference kernel, which VecDot's are (any NaN matching any
+// NaN); dst cells outside the tile, including one past its end, must keep
+// their sentinel. It reports the first mismatch with t.Errorf (it also runs
+// on other goroutines than the test's).
 func (c tileCase) check(t *testing.T, impl tileImpl) {
 	t.Helper()
 	rb := mustRowBytesNoT(c.typ, c.n)
