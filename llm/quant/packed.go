@@ -1,0 +1,157 @@
+package quant
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// Q4_0 weights repacked eight rows at a time, the layout llama.cpp's CPU
+// backend also switches Q4_0 matrices to at load time on x86 (q4_0_8x8): the
+// matrix-vector kernel then needs no horizontal sums, which are what bounds
+// the row-major kernel on one token.
+//
+// A packed matrix is rows/8 groups; a group is the groups' blocks one after
+// another, each PackedQ4_0BlockBytes bytes:
+//
+//	[0:16)    the 8 rows' f16 scales d, row 0 first
+//	[16:144)  4 vectors of 32 bytes; in vector m, byte 4i+j holds row i's
+//	          quant 8m+j in its low nibble and quant 8m+4+j in its high one
+//
+// so that, once the nibbles are split, each 32-bit lane of a vector holds
+// four consecutive quants of one row. The values are Q4_0's own (q - 8 with
+// q the unsigned nibble); only their places change.
+
+// PackedQ4_0BlockBytes is the size of one block of a group of 8 packed rows.
+const PackedQ4_0BlockBytes = 8 * q4_0Bytes
+
+// PackQ4_0x8 returns the packed form of a row-major Q4_0 matrix of rows rows
+// of n elements (rows a multiple of 8, n of 32).
+func PackQ4_0x8(w []byte, rows, n int) ([]byte, error) {
+	if rows%8 != 0 || rows <= 0 {
+		return nil, fmt.Errorf("quant: PackQ4_0x8: %d rows is not a positive multiple of 8", rows)
+	}
+	rb, err := RowBytes(Q4_0, n)
+	if err != nil {
+		return nil, fmt.Errorf("quant: PackQ4_0x8: %w", err)
+	}
+	if len(w) != rb*rows {
+		return nil, fmt.Errorf("quant: PackQ4_0x8: %d bytes for %d rows of %d bytes", len(w), rows, rb)
+	}
+	nb := n / QK
+	out := make([]byte, len(w))
+	for g := 0; g < rows/8; g++ {
+		for b := 0; b < nb; b++ {
+			dst := out[(g*nb+b)*PackedQ4_0BlockBytes:][:PackedQ4_0BlockBytes]
+			for i := 0; i < 8; i++ {
+				src := (*[q4_0Bytes]byte)(w[(8*g+i)*rb+b*q4_0Bytes:])
+				dst[2*i], dst[2*i+1] = src[0], src[1]
+				qs := src[2:]
+				// Quant e is qs[e]&15 for e < 16 and qs[e-16]>>4 above;
+				// byte 4i+j of vector m takes quants 8m+j and 8m+4+j.
+				for m := 0; m < 4; m++ {
+					for j := 0; j < 4; j++ {
+						lo, hi := 8*m+j, 8*m+4+j
+						dst[16+32*m+4*i+j] = nibble(qs, lo) | nibble(qs, hi)<<4
+					}
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+func nibble(qs []byte, e int) byte {
+	if e < QK/2 {
+		return qs[e] & 0x0F
+	}
+	return qs[e-QK/2] >> 4
+}
+
+// q4_0Quant is the unsigned nibble of element e of a Q4_0 block.
+func q4_0Quant(block []byte, e int) byte {
+	if e < QK/2 {
+		return block[2+e] & 0x0F
+	}
+	return block[2+e-QK/2] >> 4
+}
+
+// packedQuant is the unsigned nibble of element e of row i in a packed block.
+func packedQuant(block []byte, i, e int) byte {
+	m, j := e/8, e%8
+	if j < 4 {
+		return block[16+32*m+4*i+j] & 0x0F
+	}
+	return block[16+32*m+4*i+j-4] >> 4
+}
+
+// Q8_0AuxBytes is the size of Q8_0Aux's output for a row of n elements.
+func Q8_0AuxBytes(n int) int { return n / QK * 8 }
+
+// Q8_0Aux writes, for each block of x (one Q8_0 row of n elements), its
+// scale as float32 and 8 times the sum of its quants as int32: what the
+// packed kernels need of every activation block, computed once per row
+// instead of once per weight group.
+func Q8_0Aux(x []byte, n int, aux []byte) {
+	nb := n / QK
+	if n%QK != 0 || len(x) != nb*q8_0Bytes || len(aux) != nb*8 {
+		panic(fmt.Sprintf("quant: Q8_0Aux n=%d: %d bytes of activations, %d of aux", n, len(x), len(aux)))
+	}
+	for b := 0; b < nb; b++ {
+		xb := x[b*q8_0Bytes:][:q8_0Bytes]
+		var s int32
+		for _, q := range xb[2:] {
+			s += int32(int8(q))
+		}
+		binary.LittleEndian.PutUint32(aux[8*b:], math.Float32bits(f16At(xb, 0)))
+		binary.LittleEndian.PutUint32(aux[8*b+4:], uint32(8*s))
+	}
+}
+
+// DotPackedQ4_0 sets dst[t*dstStride+r] to VecDot(Q4_0, n, row r, x_t) for
+// the 8·groups rows of the packed groups in w and the tokens activation
+// rows x_t = x[t*xStride:] (Q8_0, RowBytes(Q8_0, n) bytes each) with their
+// Q8_0Aux data at aux[t*auxStride:]. Results are exactly VecDot's on the
+// unpacked rows. Wrong sizes panic.
+func DotPackedQ4_0(n int, w []byte, x []byte, xStride int, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
+	nb := n / QK
+	gb := nb * PackedQ4_0BlockBytes
+	if n <= 0 || n%QK != 0 || len(w)%gb != 0 {
+		panic(fmt.Sprintf("quant: DotPackedQ4_0 n=%d: %d bytes of packed weights", n, len(w)))
+	}
+	rows := len(w) / gb * 8
+	xb, ab := nb*q8_0Bytes, nb*8
+	if tokens < 0 || tokens > 0 && (xStride < xb || auxStride < ab || dstStride < rows ||
+		len(x) < (tokens-1)*xStride+xb || len(aux) < (tokens-1)*auxStride+ab || len(dst) < (tokens-1)*dstStride+rows) {
+		panic(fmt.Sprintf("quant: DotPackedQ4_0 n=%d rows=%d tokens=%d: sizes x %d/%d aux %d/%d dst %d/%d",
+			n, rows, tokens, len(x), xStride, len(aux), auxStride, len(dst), dstStride))
+	}
+	for g := 0; g < rows/8; g++ {
+		dotPackedQ4_0Group(w[g*gb:(g+1)*gb], nb, x, xStride, aux, auxStride, tokens, dst[8*g:], dstStride)
+	}
+}
+
+// dotPackedQ4_0Group computes one group of 8 rows; an architecture file may
+// replace it with a kernel that returns the same bits.
+var dotPackedQ4_0Group = dotPackedQ4_0GroupGeneric
+
+func dotPackedQ4_0GroupGeneric(w []byte, nb int, x []byte, xStride int, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
+	for t := 0; t < tokens; t++ {
+		xt := x[t*xStride:]
+		for i := 0; i < 8; i++ {
+			var sum float32
+			for b := 0; b < nb; b++ {
+				blk := w[b*PackedQ4_0BlockBytes:][:PackedQ4_0BlockBytes]
+				xq := xt[b*q8_0Bytes+2:][:QK]
+				var isum int32
+				for e := 0; e < QK; e++ {
+					isum += (int32(packedQuant(blk, i, e)) - 8) * int32(int8(xq[e]))
+				}
+				dw := f16At(blk, 2*i)
+				dx := f16At(xt, b*q8_0Bytes)
+				sum += float32(float32(float32(isum)*dw) * dx)
+			}
+			dst[t*dstStride+i] = sum
+		}
+	}
+}
