@@ -21,8 +21,10 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 
 	"github.com/selfinstruct/selfinstruct/llm/gguf"
 	"github.com/selfinstruct/selfinstruct/llm/quant"
@@ -47,6 +49,11 @@ type Weight struct {
 	Rows, Cols int
 	RowBytes   int
 	Data       []byte
+
+	// packed is a Q4_0 matrix repacked 8 rows at a time (quant.PackQ4_0x8)
+	// where the CPU has kernels for that layout; the products use it, while
+	// Data stays for row lookups (a tied embedding table).
+	packed []byte
 }
 
 // Row returns the bytes of row r.
@@ -131,7 +138,57 @@ func Load(f *gguf.File, opts Options) (*Model, error) {
 		return nil, fmt.Errorf("model: %w", l.err)
 	}
 	m.HP = hp
+	if err := m.packWeights(); err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
 	return m, nil
+}
+
+// packWeights repacks the Q4_0 matrices the CPU multiplies faster in the
+// 8-row interleaved layout (one token's product runs about 3x faster on
+// AVX2; see quant.BenchmarkPackedQ4_0), once, at load, on all cores. It
+// costs a copy of those matrices in memory; the file's pages of them are
+// not read again.
+func (m *Model) packWeights() error {
+	if !quant.PackedQ4_0Pays() {
+		return nil
+	}
+	var ws []*Weight
+	for i := range m.Layers {
+		L := &m.Layers[i]
+		ws = append(ws, L.Wq, L.Wk, L.Wv, L.Wo, L.Gate, L.Up, L.Down)
+	}
+	ws = append(ws, m.Output)
+	var todo []*Weight
+	seen := map[*Weight]bool{}
+	for _, w := range ws {
+		if w.Type == quant.Q4_0 && w.Rows%8 == 0 && !seen[w] {
+			seen[w] = true
+			todo = append(todo, w)
+		}
+	}
+	errs := make([]error, len(todo))
+	next := make(chan int, len(todo))
+	for i := range todo {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(runtime.NumCPU(), len(todo)) {
+		wg.Go(func() {
+			for i := range next {
+				w := todo[i]
+				p, err := quant.PackQ4_0x8(w.Data, w.Rows, w.Cols)
+				if err != nil {
+					errs[i] = fmt.Errorf("tensor %s: %w", w.Name, err)
+					continue
+				}
+				w.packed = p
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // loader collects the first error so that Load reads as a list of tensors.

@@ -223,6 +223,7 @@ type engine struct {
 
 	in     actInput
 	mm     matmulJob
+	pm     packedJob
 	attn   attnJob
 	ropeCS []float32 // cos then sin for one position [RopeDim]
 	one    [1]BatchItem
@@ -407,6 +408,10 @@ type actInput struct {
 	x      []float32
 	n, dim int
 	convs  []actConv
+
+	// q8Aux holds quant.Q8_0Aux of each Q8_0 row, for packed Q4_0 weights.
+	q8Aux      []byte
+	q8AuxValid bool
 }
 
 type actConv struct {
@@ -426,6 +431,9 @@ func (in *actInput) init(batch, maxCols int) {
 			continue
 		}
 		in.convs = append(in.convs, actConv{typ: t, buf: make([]byte, batch*rb)})
+		if t == quant.Q8_0 {
+			in.q8Aux = make([]byte, batch*quant.Q8_0AuxBytes(w))
+		}
 	}
 }
 
@@ -434,6 +442,23 @@ func (in *actInput) set(x []float32, n, dim int) {
 	for i := range in.convs {
 		in.convs[i].valid = false
 	}
+	in.q8AuxValid = false
+}
+
+// aux returns the rows as Q8_0 and their Q8_0Aux data (with its stride).
+func (in *actInput) aux() (xq []byte, stride int, aux []byte, auxStride int) {
+	xq, stride, err := in.as(quant.Q8_0)
+	if err != nil {
+		panic(err) // init always sets up Q8_0
+	}
+	auxStride = quant.Q8_0AuxBytes(in.dim)
+	if !in.q8AuxValid {
+		for r := 0; r < in.n; r++ {
+			quant.Q8_0Aux(xq[r*stride:(r+1)*stride], in.dim, in.q8Aux[r*auxStride:(r+1)*auxStride])
+		}
+		in.q8AuxValid = true
+	}
+	return xq, stride, in.q8Aux, auxStride
 }
 
 // as returns the input rows converted to type t, converting on first use.
@@ -462,6 +487,12 @@ func (in *actInput) as(t quant.Type) ([]byte, int, error) {
 // over the pool by weight rows so every worker streams its own slice of W
 // once for the whole batch.
 func (e *engine) matmul(out []float32, w *Weight) {
+	if w.packed != nil {
+		xq, stride, aux, auxStride := e.in.aux()
+		e.pm = packedJob{w: w, xq: xq, stride: stride, aux: aux, auxStride: auxStride, n: e.in.n, out: out}
+		e.pool.parallel(w.Rows/8, 2, &e.pm)
+		return
+	}
 	xq, stride, err := e.in.as(quant.VecDotType(w.Type))
 	if err != nil {
 		// Load accepts only types whose vec-dot type is converted above.
@@ -477,6 +508,32 @@ type matmulJob struct {
 	stride int
 	n      int
 	out    []float32
+}
+
+// packedJob is matmulJob for a packed Q4_0 matrix, split over groups of 8
+// rows.
+type packedJob struct {
+	w         *Weight
+	xq        []byte
+	stride    int
+	aux       []byte
+	auxStride int
+	n         int
+	out       []float32
+}
+
+// packedTile is how many groups of 8 rows one DotPackedQ4_0 call covers: the
+// kernels pass over each group once per 4 tokens, so a few groups (a few
+// KiB each) stay in L1/L2 while the step's tokens go by.
+const packedTile = 4
+
+func (j *packedJob) run(_, lo, hi int) {
+	w := j.w
+	gb := len(w.packed) / (w.Rows / 8)
+	for g0 := lo; g0 < hi; g0 += packedTile {
+		g1 := min(g0+packedTile, hi)
+		quant.DotPackedQ4_0(w.Cols, w.packed[g0*gb:g1*gb], j.xq, j.stride, j.aux, j.auxStride, j.n, j.out[8*g0:], w.Rows)
+	}
 }
 
 // matmulTile is how many weight rows one VecDotTile call covers: few

@@ -132,8 +132,17 @@ func DotPackedQ4_0(n int, w []byte, x []byte, xStride int, aux []byte, auxStride
 }
 
 // dotPackedQ4_0Group computes one group of 8 rows; an architecture file may
-// replace it with a kernel that returns the same bits.
-var dotPackedQ4_0Group = dotPackedQ4_0GroupGeneric
+// replace it with a kernel that returns the same bits, and then sets
+// packedQ4_0Accelerated.
+var (
+	dotPackedQ4_0Group    = dotPackedQ4_0GroupGeneric
+	packedQ4_0Accelerated bool
+)
+
+// PackedQ4_0Pays reports whether this CPU has kernels for the packed layout.
+// Without them the portable row-major kernels are faster, and a model
+// should keep its Q4_0 matrices as they are.
+func PackedQ4_0Pays() bool { return packedQ4_0Accelerated }
 
 func dotPackedQ4_0GroupGeneric(w []byte, nb int, x []byte, xStride int, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
 	for t := 0; t < tokens; t++ {

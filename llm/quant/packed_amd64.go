@@ -8,6 +8,7 @@ package quant
 func init() {
 	if hasAVX2 {
 		dotPackedQ4_0Group = dotPackedQ4_0GroupAVX2
+		packedQ4_0Accelerated = true
 	}
 }
 
