@@ -1769,7 +1769,7 @@ q8KTileAux_done:
 	RET
 
 // func dotQ4_0Tile8x8AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4_0Tile8x8AVX2(SB), $256-136
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
@@ -2152,6 +2152,14 @@ dotQ4_0Tile8x8AVX2_loop:
 	VMULPS         Y0, Y1, Y1
 	VADDPS         224(SP), Y1, Y1
 	VMOVUPS        Y1, 224(SP)
+	PREFETCHT0     256(AX)
+	PREFETCHT0     256(AX)(DX*1)
+	PREFETCHT0     256(AX)(DX*2)
+	PREFETCHT0     256(AX)(BX*1)
+	PREFETCHT0     256(CX)
+	PREFETCHT0     256(CX)(DX*1)
+	PREFETCHT0     256(CX)(DX*2)
+	PREFETCHT0     256(CX)(BX*1)
 	ADDQ           $0x12, AX
 	ADDQ           $0x12, CX
 	ADDQ           $0x22, SI
@@ -2192,7 +2200,7 @@ dotQ4_0Tile8x8AVX2_done:
 	RET
 
 // func dotQ4_0Tile8x1AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4_0Tile8x1AVX2(SB), $32-136
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
@@ -2286,6 +2294,14 @@ dotQ4_0Tile8x1AVX2_loop:
 	VMULPS         Y0, Y1, Y1
 	VADDPS         (SP), Y1, Y1
 	VMOVUPS        Y1, (SP)
+	PREFETCHT0     256(AX)
+	PREFETCHT0     256(AX)(DX*1)
+	PREFETCHT0     256(AX)(DX*2)
+	PREFETCHT0     256(AX)(BX*1)
+	PREFETCHT0     256(CX)
+	PREFETCHT0     256(CX)(DX*1)
+	PREFETCHT0     256(CX)(DX*2)
+	PREFETCHT0     256(CX)(BX*1)
 	ADDQ           $0x12, AX
 	ADDQ           $0x12, CX
 	ADDQ           $0x22, SI
@@ -2303,7 +2319,7 @@ dotQ4_0Tile8x1AVX2_done:
 	RET
 
 // func dotQ6KTile1AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ6KTile1AVX2(SB), $168-112
 	MOVQ w_base+0(FP), AX
 	MOVQ rowBytes+24(FP), CX
@@ -2446,6 +2462,10 @@ dotQ6KTile1AVX2_block:
 	VMULPS       Y1, Y0, Y0
 	VADDPS       (SP), Y0, Y0
 	VMOVUPS      Y0, (SP)
+	PREFETCHT0   1024(R8)
+	PREFETCHT0   1088(R8)
+	PREFETCHT0   1152(R8)
+	PREFETCHT0   1216(R8)
 	ADDQ         $0x000000d2, R8
 	ADDQ         $0x00000240, SI
 	DECQ         R9
@@ -2480,7 +2500,7 @@ dotQ6KTile1AVX2_done:
 	RET
 
 // func dotQ8_0Tile8x1AVX2(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ8_0Tile8x1AVX2(SB), $544-104
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
@@ -2592,6 +2612,14 @@ dotQ8_0Tile8x1AVX2_loop:
 	VMULPS       Y1, Y0, Y0
 	VADDPS       (SP), Y0, Y0
 	VMOVUPS      Y0, (SP)
+	PREFETCHT0   256(AX)
+	PREFETCHT0   256(AX)(DX*1)
+	PREFETCHT0   256(AX)(DX*2)
+	PREFETCHT0   256(AX)(BX*1)
+	PREFETCHT0   256(CX)
+	PREFETCHT0   256(CX)(DX*1)
+	PREFETCHT0   256(CX)(DX*2)
+	PREFETCHT0   256(CX)(BX*1)
 	ADDQ         $0x22, AX
 	ADDQ         $0x22, CX
 	ADDQ         $0x22, SI
@@ -2608,7 +2636,7 @@ dotQ8_0Tile8x1AVX2_done:
 	RET
 
 // func dotQ4KTile1AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4KTile1AVX2(SB), $216-112
 	MOVQ w_base+0(FP), AX
 	MOVQ rows+32(FP), CX
@@ -2748,6 +2776,9 @@ dotQ4KTile1AVX2_block:
 	VMOVSS       32(SP), X0
 	VSUBSS       X1, X0, X0
 	VMOVSS       X0, 32(SP)
+	PREFETCHT0   1024(AX)
+	PREFETCHT0   1088(AX)
+	PREFETCHT0   1152(AX)
 	ADDQ         $0x00000090, AX
 	ADDQ         $0x00000240, DX
 	DECQ         SI
@@ -2782,7 +2813,7 @@ dotQ4KTile1AVX2_done:
 	RET
 
 // func dotQ4_0Tile8x2AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4_0Tile8x2AVX2(SB), $64-136
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
@@ -2917,6 +2948,14 @@ dotQ4_0Tile8x2AVX2_loop:
 	VMULPS         Y0, Y1, Y1
 	VADDPS         32(SP), Y1, Y1
 	VMOVUPS        Y1, 32(SP)
+	PREFETCHT0     256(AX)
+	PREFETCHT0     256(AX)(DX*1)
+	PREFETCHT0     256(AX)(DX*2)
+	PREFETCHT0     256(AX)(BX*1)
+	PREFETCHT0     256(CX)
+	PREFETCHT0     256(CX)(DX*1)
+	PREFETCHT0     256(CX)(DX*2)
+	PREFETCHT0     256(CX)(BX*1)
 	ADDQ           $0x12, AX
 	ADDQ           $0x12, CX
 	ADDQ           $0x22, SI
@@ -2937,7 +2976,7 @@ dotQ4_0Tile8x2AVX2_done:
 	RET
 
 // func dotQ6KTile2AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ6KTile2AVX2(SB), $200-112
 	MOVQ w_base+0(FP), AX
 	MOVQ rowBytes+24(FP), CX
@@ -3133,6 +3172,10 @@ dotQ6KTile2AVX2_block:
 	VMULPS       Y1, Y0, Y0
 	VADDPS       32(SP), Y0, Y0
 	VMOVUPS      Y0, 32(SP)
+	PREFETCHT0   1024(R10)
+	PREFETCHT0   1088(R10)
+	PREFETCHT0   1152(R10)
+	PREFETCHT0   1216(R10)
 	ADDQ         $0x000000d2, R10
 	ADDQ         $0x00000240, SI
 	DECQ         R11
@@ -3185,7 +3228,7 @@ dotQ6KTile2AVX2_done:
 	RET
 
 // func dotQ8_0Tile8x2AVX2(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ8_0Tile8x2AVX2(SB), $576-104
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
@@ -3352,6 +3395,14 @@ dotQ8_0Tile8x2AVX2_loop:
 	VMULPS       Y1, Y0, Y0
 	VADDPS       32(SP), Y0, Y0
 	VMOVUPS      Y0, 32(SP)
+	PREFETCHT0   256(AX)
+	PREFETCHT0   256(AX)(DX*1)
+	PREFETCHT0   256(AX)(DX*2)
+	PREFETCHT0   256(AX)(BX*1)
+	PREFETCHT0   256(CX)
+	PREFETCHT0   256(CX)(DX*1)
+	PREFETCHT0   256(CX)(DX*2)
+	PREFETCHT0   256(CX)(BX*1)
 	ADDQ         $0x22, AX
 	ADDQ         $0x22, CX
 	ADDQ         $0x22, SI
@@ -3371,7 +3422,7 @@ dotQ8_0Tile8x2AVX2_done:
 	RET
 
 // func dotQ4KTile2AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4KTile2AVX2(SB), $248-112
 	MOVQ w_base+0(FP), AX
 	MOVQ rows+32(FP), CX
@@ -3569,6 +3620,9 @@ dotQ4KTile2AVX2_block:
 	VMOVSS       68(SP), X0
 	VSUBSS       X1, X0, X0
 	VMOVSS       X0, 68(SP)
+	PREFETCHT0   1024(AX)
+	PREFETCHT0   1088(AX)
+	PREFETCHT0   1152(AX)
 	ADDQ         $0x00000090, AX
 	ADDQ         $0x00000240, DX
 	DECQ         R8
@@ -3622,7 +3676,7 @@ dotQ4KTile2AVX2_done:
 	RET
 
 // func dotQ4_0Tile8x3AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4_0Tile8x3AVX2(SB), $96-136
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
@@ -3798,6 +3852,14 @@ dotQ4_0Tile8x3AVX2_loop:
 	VMULPS         Y0, Y1, Y1
 	VADDPS         64(SP), Y1, Y1
 	VMOVUPS        Y1, 64(SP)
+	PREFETCHT0     256(AX)
+	PREFETCHT0     256(AX)(DX*1)
+	PREFETCHT0     256(AX)(DX*2)
+	PREFETCHT0     256(AX)(BX*1)
+	PREFETCHT0     256(CX)
+	PREFETCHT0     256(CX)(DX*1)
+	PREFETCHT0     256(CX)(DX*2)
+	PREFETCHT0     256(CX)(BX*1)
 	ADDQ           $0x12, AX
 	ADDQ           $0x12, CX
 	ADDQ           $0x22, SI
@@ -3821,7 +3883,7 @@ dotQ4_0Tile8x3AVX2_done:
 	RET
 
 // func dotQ6KTile3AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ6KTile3AVX2(SB), $232-112
 	MOVQ w_base+0(FP), AX
 	MOVQ rowBytes+24(FP), CX
@@ -4070,6 +4132,10 @@ dotQ6KTile3AVX2_block:
 	VMULPS       Y1, Y0, Y0
 	VADDPS       64(SP), Y0, Y0
 	VMOVUPS      Y0, 64(SP)
+	PREFETCHT0   1024(R10)
+	PREFETCHT0   1088(R10)
+	PREFETCHT0   1152(R10)
+	PREFETCHT0   1216(R10)
 	ADDQ         $0x000000d2, R10
 	ADDQ         $0x00000240, SI
 	DECQ         R11
@@ -4140,7 +4206,7 @@ dotQ6KTile3AVX2_done:
 	RET
 
 // func dotQ8_0Tile8x3AVX2(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ8_0Tile8x3AVX2(SB), $608-104
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
@@ -4362,6 +4428,14 @@ dotQ8_0Tile8x3AVX2_loop:
 	VMULPS       Y1, Y0, Y0
 	VADDPS       64(SP), Y0, Y0
 	VMOVUPS      Y0, 64(SP)
+	PREFETCHT0   256(AX)
+	PREFETCHT0   256(AX)(DX*1)
+	PREFETCHT0   256(AX)(DX*2)
+	PREFETCHT0   256(AX)(BX*1)
+	PREFETCHT0   256(CX)
+	PREFETCHT0   256(CX)(DX*1)
+	PREFETCHT0   256(CX)(DX*2)
+	PREFETCHT0   256(CX)(BX*1)
 	ADDQ         $0x22, AX
 	ADDQ         $0x22, CX
 	ADDQ         $0x22, SI
@@ -4384,7 +4458,7 @@ dotQ8_0Tile8x3AVX2_done:
 	RET
 
 // func dotQ4KTile3AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4KTile3AVX2(SB), $280-112
 	MOVQ w_base+0(FP), AX
 	MOVQ rows+32(FP), CX
@@ -4640,6 +4714,9 @@ dotQ4KTile3AVX2_block:
 	VMOVSS       104(SP), X0
 	VSUBSS       X1, X0, X0
 	VMOVSS       X0, 104(SP)
+	PREFETCHT0   1024(AX)
+	PREFETCHT0   1088(AX)
+	PREFETCHT0   1152(AX)
 	ADDQ         $0x00000090, AX
 	ADDQ         $0x00000240, DX
 	DECQ         R8
@@ -4712,7 +4789,7 @@ dotQ4KTile3AVX2_done:
 	RET
 
 // func dotQ4_0Tile8x4AVX2(w []byte, rowBytes int, x []byte, xStride int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4_0Tile8x4AVX2(SB), $128-136
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
@@ -4929,6 +5006,14 @@ dotQ4_0Tile8x4AVX2_loop:
 	VMULPS         Y0, Y1, Y1
 	VADDPS         96(SP), Y1, Y1
 	VMOVUPS        Y1, 96(SP)
+	PREFETCHT0     256(AX)
+	PREFETCHT0     256(AX)(DX*1)
+	PREFETCHT0     256(AX)(DX*2)
+	PREFETCHT0     256(AX)(BX*1)
+	PREFETCHT0     256(CX)
+	PREFETCHT0     256(CX)(DX*1)
+	PREFETCHT0     256(CX)(DX*2)
+	PREFETCHT0     256(CX)(BX*1)
 	ADDQ           $0x12, AX
 	ADDQ           $0x12, CX
 	ADDQ           $0x22, SI
@@ -4955,7 +5040,7 @@ dotQ4_0Tile8x4AVX2_done:
 	RET
 
 // func dotQ6KTile4AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ6KTile4AVX2(SB), $264-112
 	MOVQ w_base+0(FP), AX
 	MOVQ rowBytes+24(FP), CX
@@ -5257,6 +5342,10 @@ dotQ6KTile4AVX2_block:
 	VMULPS       Y1, Y0, Y0
 	VADDPS       96(SP), Y0, Y0
 	VMOVUPS      Y0, 96(SP)
+	PREFETCHT0   1024(R12)
+	PREFETCHT0   1088(R12)
+	PREFETCHT0   1152(R12)
+	PREFETCHT0   1216(R12)
 	ADDQ         $0x000000d2, R12
 	ADDQ         $0x00000240, SI
 	DECQ         R13
@@ -5345,7 +5434,7 @@ dotQ6KTile4AVX2_done:
 	RET
 
 // func dotQ8_0Tile8x4AVX2(w []byte, rowBytes int, x []byte, xStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ8_0Tile8x4AVX2(SB), $640-104
 	MOVQ    w_base+0(FP), AX
 	MOVQ    rowBytes+24(FP), DX
@@ -5622,6 +5711,14 @@ dotQ8_0Tile8x4AVX2_loop:
 	VMULPS       Y1, Y0, Y0
 	VADDPS       96(SP), Y0, Y0
 	VMOVUPS      Y0, 96(SP)
+	PREFETCHT0   256(AX)
+	PREFETCHT0   256(AX)(DX*1)
+	PREFETCHT0   256(AX)(DX*2)
+	PREFETCHT0   256(AX)(BX*1)
+	PREFETCHT0   256(CX)
+	PREFETCHT0   256(CX)(DX*1)
+	PREFETCHT0   256(CX)(DX*2)
+	PREFETCHT0   256(CX)(BX*1)
 	ADDQ         $0x22, AX
 	ADDQ         $0x22, CX
 	ADDQ         $0x22, SI
@@ -5647,7 +5744,7 @@ dotQ8_0Tile8x4AVX2_done:
 	RET
 
 // func dotQ4KTile4AVX2(w []byte, rowBytes int, rows int, aux []uint32, auxStride int, nb int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4KTile4AVX2(SB), $312-112
 	MOVQ w_base+0(FP), AX
 	MOVQ rows+32(FP), CX
@@ -5961,6 +6058,9 @@ dotQ4KTile4AVX2_block:
 	VMOVSS       140(SP), X0
 	VSUBSS       X1, X0, X0
 	VMOVSS       X0, 140(SP)
+	PREFETCHT0   1024(AX)
+	PREFETCHT0   1088(AX)
+	PREFETCHT0   1152(AX)
 	ADDQ         $0x00000090, AX
 	ADDQ         $0x00000240, DX
 	DECQ         R9
