@@ -1234,7 +1234,7 @@ dotQ4KRowsAVX2_end:
 	RET
 
 // func dotQ6KAVX2(w []byte, x []byte, nb int) float32
-// Requires: AVX, AVX2, F16C, SSE
+// Requires: AVX, AVX2, F16C, MMX+, SSE
 TEXT ·dotQ6KAVX2(SB), NOSPLIT, $0-60
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -1384,6 +1384,10 @@ dotQ6KAVX2_loop:
 	VCVTDQ2PS    Y1, Y1
 	VMULPS       Y2, Y1, Y1
 	VADDPS       Y1, Y0, Y0
+	PREFETCHT0   1024(AX)
+	PREFETCHT0   1088(AX)
+	PREFETCHT0   1152(AX)
+	PREFETCHT0   1216(AX)
 	ADDQ         $0x000000d2, AX
 	ADDQ         $0x00000124, CX
 	DECQ         DX
@@ -1411,7 +1415,7 @@ dotQ6KAVX2_done:
 	RET
 
 // func dotQ6KRowsAVX2(w []byte, x []byte, nb int, dst []float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ6KRowsAVX2(SB), NOSPLIT, $0-80
 	MOVQ w_base+0(FP), AX
 	MOVQ x_base+24(FP), CX
@@ -1569,6 +1573,10 @@ dotQ6KRowsAVX2_loop:
 	VCVTDQ2PS    Y1, Y1
 	VMULPS       Y2, Y1, Y1
 	VADDPS       Y1, Y0, Y0
+	PREFETCHT0   1024(AX)
+	PREFETCHT0   1088(AX)
+	PREFETCHT0   1152(AX)
+	PREFETCHT0   1216(AX)
 	ADDQ         $0x000000d2, AX
 	ADDQ         $0x00000124, DI
 	DECQ         R8

@@ -507,6 +507,7 @@ func q6KBody(name string, w, x, nb Register) Register {
 	VMULPS(db, fl, fl)
 	VADDPS(fl, sums, sums)
 
+	prefetchAhead(w, q6KBytes)
 	ADDQ(U32(q6KBytes), w)
 	ADDQ(U32(q8KBytes), x)
 	DECQ(nb)
