@@ -144,13 +144,16 @@ func Load(f *gguf.File, opts Options) (*Model, error) {
 	return m, nil
 }
 
+// packQ4_0 lets tests load a model both ways and compare.
+var packQ4_0 = true
+
 // packWeights repacks the Q4_0 matrices the CPU multiplies faster in the
 // 8-row interleaved layout (one token's product runs about 3x faster on
 // AVX2; see quant.BenchmarkPackedQ4_0), once, at load, on all cores. It
 // costs a copy of those matrices in memory; the file's pages of them are
 // not read again.
 func (m *Model) packWeights() error {
-	if !quant.PackedQ4_0Pays() {
+	if !packQ4_0 || !quant.PackedQ4_0Pays() {
 		return nil
 	}
 	var ws []*Weight

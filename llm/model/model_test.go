@@ -280,6 +280,57 @@ var tinySpecs = []tinySpec{
 	{arch: "llama", vocab: 40, embd: 64, ff: 96, layers: 2, heads: 4, headsKV: 2, ropeBase: 10000, eps: 1e-5, seed: 4, wtype: quant.Q8_0},
 	{arch: "qwen2", vocab: 48, embd: 256, ff: 256, layers: 1, heads: 4, headsKV: 2, ropeBase: 1e6, eps: 1e-6, tied: true, biases: true, seed: 5, wtype: quant.Q4_K},
 	{arch: "llama", vocab: 48, embd: 64, ff: 64, layers: 1, heads: 2, headsKV: 1, ropeBase: 10000, eps: 1e-5, seed: 6, wtype: quant.F16},
+	// Q4_0: every matrix packed 8 rows at a time on AVX2; in the qwen2 one
+	// the tied output (44 rows) stays row-major.
+	{arch: "llama", vocab: 40, embd: 64, ff: 96, layers: 2, heads: 4, headsKV: 2, ropeBase: 10000, eps: 1e-5, seed: 7, wtype: quant.Q4_0},
+	{arch: "qwen2", vocab: 44, embd: 96, ff: 160, layers: 1, heads: 4, headsKV: 2, ropeBase: 1e6, eps: 1e-6, tied: true, biases: true, seed: 8, wtype: quant.Q4_0},
+}
+
+// TestPackedQ4_0MatchesRowMajor checks that repacking Q4_0 matrices at load
+// changes no bit of the logits, for prompts and single tokens.
+func TestPackedQ4_0MatchesRowMajor(t *testing.T) {
+	if !quant.PackedQ4_0Pays() {
+		t.Skip("this CPU has no packed Q4_0 kernels: models keep Q4_0 row-major")
+	}
+	for _, sp := range tinySpecs {
+		if sp.wtype != quant.Q4_0 {
+			continue
+		}
+		f, _ := buildTiny(t, sp)
+		packed, err := Load(f, Options{Threads: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if packed.Layers[0].Gate.packed == nil {
+			t.Fatalf("%s: ffn_gate was not packed", sp.arch)
+		}
+		packQ4_0 = false
+		plain, err := Load(f, Options{Threads: 2})
+		packQ4_0 = true
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plain.Layers[0].Gate.packed != nil {
+			t.Fatal("packing was not turned off")
+		}
+		sp1, _ := packed.NewSession(64)
+		sp2, _ := plain.NewSession(64)
+		for _, step := range [][]int32{{1, 5, 9, 13, 2, 7, 30}, {3}, {4}, {11, 12}, {0}} {
+			a, err := sp1.Eval(step)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := sp2.Eval(step)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range a {
+				if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+					t.Fatalf("%s: logit %d after %v: packed %v, row-major %v", sp.arch, i, step, a[i], b[i])
+				}
+			}
+		}
+	}
 }
 
 // TestForwardMatchesFloat64Reference checks the engine's logits against
@@ -322,7 +373,7 @@ func TestForwardMatchesFloat64Reference(t *testing.T) {
 				// random weights amplify to a few percent. A wrong layout
 				// or a missing step gives errors of the order of the logits.
 				tol := 2e-3
-				if sp.wtype == quant.Q8_0 || sp.wtype == quant.Q4_K {
+				if sp.wtype == quant.Q8_0 || sp.wtype == quant.Q4_K || sp.wtype == quant.Q4_0 {
 					tol = 0.05
 				}
 				if rel := math.Sqrt(ssd / ss); rel > tol {
