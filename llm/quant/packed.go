@@ -46,26 +46,20 @@ func PackQ4_0x8(w []byte, rows, n int) ([]byte, error) {
 			for i := 0; i < 8; i++ {
 				src := (*[q4_0Bytes]byte)(w[(8*g+i)*rb+b*q4_0Bytes:])
 				dst[2*i], dst[2*i+1] = src[0], src[1]
-				qs := src[2:]
 				// Quant e is qs[e]&15 for e < 16 and qs[e-16]>>4 above;
-				// byte 4i+j of vector m takes quants 8m+j and 8m+4+j.
-				for m := 0; m < 4; m++ {
-					for j := 0; j < 4; j++ {
-						lo, hi := 8*m+j, 8*m+4+j
-						dst[16+32*m+4*i+j] = nibble(qs, lo) | nibble(qs, hi)<<4
-					}
-				}
+				// byte 4i+j of vector m takes quants 8m+j and 8m+4+j, so
+				// four bytes of a vector come from two quads of qs.
+				le := binary.LittleEndian
+				a, b, c, d := le.Uint32(src[2:]), le.Uint32(src[6:]), le.Uint32(src[10:]), le.Uint32(src[14:])
+				const lo, hi = 0x0F0F0F0F, 0xF0F0F0F0
+				le.PutUint32(dst[16+4*i:], a&lo|(b&lo)<<4)
+				le.PutUint32(dst[48+4*i:], c&lo|(d&lo)<<4)
+				le.PutUint32(dst[80+4*i:], a>>4&lo|b&hi)
+				le.PutUint32(dst[112+4*i:], c>>4&lo|d&hi)
 			}
 		}
 	}
 	return out, nil
-}
-
-func nibble(qs []byte, e int) byte {
-	if e < QK/2 {
-		return qs[e] & 0x0F
-	}
-	return qs[e-QK/2] >> 4
 }
 
 // q4_0Quant is the unsigned nibble of element e of a Q4_0 block.
