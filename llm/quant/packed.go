@@ -50,12 +50,12 @@ func PackQ4_0x8(w []byte, rows, n int) ([]byte, error) {
 				// byte 4i+j of vector m takes quants 8m+j and 8m+4+j, so
 				// four bytes of a vector come from two quads of qs.
 				le := binary.LittleEndian
-				a, b, c, d := le.Uint32(src[2:]), le.Uint32(src[6:]), le.Uint32(src[10:]), le.Uint32(src[14:])
+				q0, q1, q2, q3 := le.Uint32(src[2:]), le.Uint32(src[6:]), le.Uint32(src[10:]), le.Uint32(src[14:])
 				const lo, hi = 0x0F0F0F0F, 0xF0F0F0F0
-				le.PutUint32(dst[16+4*i:], a&lo|(b&lo)<<4)
-				le.PutUint32(dst[48+4*i:], c&lo|(d&lo)<<4)
-				le.PutUint32(dst[80+4*i:], a>>4&lo|b&hi)
-				le.PutUint32(dst[112+4*i:], c>>4&lo|d&hi)
+				le.PutUint32(dst[16+4*i:], q0&lo|(q1&lo)<<4)
+				le.PutUint32(dst[48+4*i:], q2&lo|(q3&lo)<<4)
+				le.PutUint32(dst[80+4*i:], q0>>4&lo|q1&hi)
+				le.PutUint32(dst[112+4*i:], q2>>4&lo|q3&hi)
 			}
 		}
 	}
