@@ -17,7 +17,8 @@ import (
 //	go test -run '^$' -bench VecDotTile -benchtime 200ms -count 3 ./llm/quant
 //
 // Besides wall time, each reports cpu-ns/op, the benchmark thread's own CPU
-// time (Linux), which other processes on a shared machine disturb less.
+// time (Linux), which other processes on a shared machine disturb less;
+// compare the minimum of several counts per impl, as ratios.
 func BenchmarkVecDotTile(b *testing.B) {
 	r := rand.New(rand.NewPCG(41, 42))
 	shapes := []struct{ n, rows int }{{2048, 256}, {2048, 5632}, {5632, 2048}}
