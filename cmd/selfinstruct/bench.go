@@ -73,8 +73,8 @@ func newBenchCmd() *cobra.Command {
 		Long: `Runs llama-bench's two tests on the local engine, for each thread count of
 --threads and each number of sequences of --seqs:
 
-  ppN  evaluate N random tokens in an empty context (prompt processing); with
-       S sequences, S prompts of N tokens go through the model as one batch
+  ppN  evaluate N random tokens in an empty context as one batch (prompt
+       processing), once per thread count
   tgN  generate N tokens one step at a time from an empty context; with S
        sequences, every step evaluates one token of each of S sequences in one
        forward pass (continuous batching, as the local teacher does with
@@ -96,7 +96,7 @@ next to each tg result (--no-bandwidth skips it).`,
 	f.IntVarP(&fl.nPrompt, "n-prompt", "p", 512, "prompt tokens for the pp test (0 skips it)")
 	f.IntVarP(&fl.nGen, "n-gen", "n", 128, "generated tokens for the tg test (0 skips it)")
 	f.StringVarP(&fl.threads, "threads", "t", "", "comma-separated thread counts (default: 1 and all cores)")
-	f.StringVarP(&fl.seqs, "seqs", "s", "1", "comma-separated numbers of sequences evaluated together, e.g. 1,4,8,16")
+	f.StringVarP(&fl.seqs, "seqs", "s", "1,4,8,16", "comma-separated numbers of sequences generating together (tg)")
 	f.IntVarP(&fl.reps, "repetitions", "r", 5, "repetitions of each test")
 	f.BoolVar(&fl.jsonOut, "json", false, "print a JSON array of results")
 	f.BoolVar(&fl.noBW, "no-bandwidth", false, "skip the memory-bandwidth measurement")
@@ -181,8 +181,21 @@ func runBench(cmd *cobra.Command, fl *benchFlags) error {
 		if !fl.noBW {
 			base.MemReadGBs = measureReadBandwidth(threads, bandwidthBuffer) / 1e9
 		}
+		// A prompt is already a batch of tokens: pp runs once per thread
+		// count, with one sequence, as llama-bench's does; tg runs for every
+		// number of sequences.
+		if fl.nPrompt > 0 {
+			rs, err := benchModel(ctx, m, base, 1, true, fl)
+			if err != nil {
+				return err
+			}
+			results = append(results, rs...)
+		}
 		for _, seqs := range seqCounts {
-			rs, err := benchModel(ctx, m, base, seqs, fl)
+			if fl.nGen == 0 {
+				break
+			}
+			rs, err := benchModel(ctx, m, base, seqs, false, fl)
 			if err != nil {
 				return err
 			}
@@ -209,10 +222,15 @@ func runBench(cmd *cobra.Command, fl *benchFlags) error {
 	return nil
 }
 
-// benchModel runs the pp and tg tests with seqs sequences evaluated
-// together through one Batcher.
-func benchModel(ctx context.Context, m *model.Model, base benchResult, seqs int, fl *benchFlags) ([]benchResult, error) {
-	nCtx := max(fl.nPrompt, fl.nGen, 1)
+// benchModel runs the pp test (pp) or the tg test with seqs sequences
+// evaluated together through one Batcher.
+func benchModel(ctx context.Context, m *model.Model, base benchResult, seqs int, pp bool, fl *benchFlags) ([]benchResult, error) {
+	// Either test alone: the other's parameters do not size anything.
+	nPrompt, nGen := fl.nPrompt, 0
+	if !pp {
+		nPrompt, nGen = 0, fl.nGen
+	}
+	nCtx := max(nPrompt, nGen, 1)
 	sessions := make([]*model.Session, seqs)
 	for i := range sessions {
 		s, err := m.NewSession(nCtx)
@@ -222,7 +240,7 @@ func benchModel(ctx context.Context, m *model.Model, base benchResult, seqs int,
 		defer s.Close()
 		sessions[i] = s
 	}
-	batcher, err := m.NewBatcher(seqs * max(fl.nPrompt, 1))
+	batcher, err := m.NewBatcher(seqs * max(nPrompt, 1))
 	if err != nil {
 		return nil, err
 	}
@@ -267,21 +285,21 @@ func benchModel(ctx context.Context, m *model.Model, base benchResult, seqs int,
 		tokensDone int
 	}
 	var tests []test
-	if fl.nPrompt > 0 {
-		tests = append(tests, test{name: fmt.Sprintf("pp%d", fl.nPrompt), nPrompt: fl.nPrompt, tokensDone: seqs * fl.nPrompt, run: func() (time.Duration, error) {
-			ids := randomTokens(fl.nPrompt)
+	if nPrompt > 0 {
+		tests = append(tests, test{name: fmt.Sprintf("pp%d", nPrompt), nPrompt: nPrompt, tokensDone: seqs * nPrompt, run: func() (time.Duration, error) {
+			ids := randomTokens(nPrompt)
 			reset()
 			start := time.Now()
 			err := step(ids, -1)
 			return time.Since(start), err
 		}})
 	}
-	if fl.nGen > 0 {
-		tests = append(tests, test{name: fmt.Sprintf("tg%d", fl.nGen), nGen: fl.nGen, tokensDone: seqs * fl.nGen, run: func() (time.Duration, error) {
-			ids := randomTokens(fl.nGen)
+	if nGen > 0 {
+		tests = append(tests, test{name: fmt.Sprintf("tg%d", nGen), nGen: nGen, tokensDone: seqs * nGen, run: func() (time.Duration, error) {
+			ids := randomTokens(nGen)
 			reset()
 			start := time.Now()
-			for j := range fl.nGen {
+			for j := range nGen {
 				if err := ctx.Err(); err != nil {
 					return 0, err
 				}

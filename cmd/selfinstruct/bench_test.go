@@ -29,7 +29,7 @@ func TestBenchJSON(t *testing.T) {
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetArgs([]string{"--model", filepath.Join(completeShared, "stories260K-Q8_0.gguf"), "-p", "32", "-n", "8", "-r", "2",
-		"-t", "1,2", "-s", "1,3", "--no-bandwidth", "--json"})
+		"-t", "1,2", "-s", "3,1", "--no-bandwidth", "--json"})
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,8 @@ func TestBenchJSON(t *testing.T) {
 			t.Errorf("--no-bandwidth, yet %+v", r)
 		}
 	}
-	want := "t1/s1/pp32 t1/s1/tg8 t1/s3/pp32 t1/s3/tg8 t2/s1/pp32 t2/s1/tg8 t2/s3/pp32 t2/s3/tg8"
+	// pp runs once per thread count with one sequence, tg per -s value.
+	want := "t1/s1/pp32 t1/s3/tg8 t1/s1/tg8 t2/s1/pp32 t2/s3/tg8 t2/s1/tg8"
 	if strings.Join(got, " ") != want {
 		t.Errorf("tests %v, want %s", got, want)
 	}
