@@ -57,7 +57,7 @@ DATA packedWords1<>+30(SB)/2, $0x0001
 GLOBL packedWords1<>(SB), RODATA|NOPTR, $32
 
 // func dotQ4_0x8T1AVX2(w []byte, nb int, x []byte, xStride int, aux []byte, auxStride int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4_0x8T1AVX2(SB), NOSPLIT, $0-128
 	MOVQ   w_base+0(FP), AX
 	MOVQ   nb+24(FP), CX
@@ -71,6 +71,9 @@ TEXT ·dotQ4_0x8T1AVX2(SB), NOSPLIT, $0-128
 dotQ4_0x8T1AVX2_block:
 	TESTQ        CX, CX
 	JZ           dotQ4_0x8T1AVX2_done
+	PREFETCHT0   1152(AX)
+	PREFETCHT0   1216(AX)
+	PREFETCHT0   1280(AX)
 	VMOVDQU      16(AX), Y1
 	VPAND        packedMask0F<>+0(SB), Y1, Y2
 	VPSRLW       $0x04, Y1, Y1
@@ -134,7 +137,7 @@ dotQ4_0x8T1AVX2_done:
 	RET
 
 // func dotQ4_0x8T2AVX2(w []byte, nb int, x []byte, xStride int, aux []byte, auxStride int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4_0x8T2AVX2(SB), NOSPLIT, $0-128
 	MOVQ   w_base+0(FP), AX
 	MOVQ   nb+24(FP), CX
@@ -151,6 +154,9 @@ TEXT ·dotQ4_0x8T2AVX2(SB), NOSPLIT, $0-128
 dotQ4_0x8T2AVX2_block:
 	TESTQ        CX, CX
 	JZ           dotQ4_0x8T2AVX2_done
+	PREFETCHT0   1152(AX)
+	PREFETCHT0   1216(AX)
+	PREFETCHT0   1280(AX)
 	VMOVDQU      16(AX), Y2
 	VPAND        packedMask0F<>+0(SB), Y2, Y3
 	VPSRLW       $0x04, Y2, Y2
@@ -249,7 +255,7 @@ dotQ4_0x8T2AVX2_done:
 	RET
 
 // func dotQ4_0x8T3AVX2(w []byte, nb int, x []byte, xStride int, aux []byte, auxStride int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4_0x8T3AVX2(SB), NOSPLIT, $0-128
 	MOVQ   w_base+0(FP), AX
 	MOVQ   nb+24(FP), CX
@@ -269,6 +275,9 @@ TEXT ·dotQ4_0x8T3AVX2(SB), NOSPLIT, $0-128
 dotQ4_0x8T3AVX2_block:
 	TESTQ        CX, CX
 	JZ           dotQ4_0x8T3AVX2_done
+	PREFETCHT0   1152(AX)
+	PREFETCHT0   1216(AX)
+	PREFETCHT0   1280(AX)
 	VMOVDQU      16(AX), Y3
 	VPAND        packedMask0F<>+0(SB), Y3, Y4
 	VPSRLW       $0x04, Y3, Y3
@@ -402,7 +411,7 @@ dotQ4_0x8T3AVX2_done:
 	RET
 
 // func dotQ4_0x8T4AVX2(w []byte, nb int, x []byte, xStride int, aux []byte, auxStride int, dst []float32, dstStride int)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4_0x8T4AVX2(SB), NOSPLIT, $0-128
 	MOVQ   w_base+0(FP), AX
 	MOVQ   nb+24(FP), CX
@@ -425,6 +434,9 @@ TEXT ·dotQ4_0x8T4AVX2(SB), NOSPLIT, $0-128
 dotQ4_0x8T4AVX2_block:
 	TESTQ        CX, CX
 	JZ           dotQ4_0x8T4AVX2_done
+	PREFETCHT0   1152(AX)
+	PREFETCHT0   1216(AX)
+	PREFETCHT0   1280(AX)
 	VMOVDQU      16(AX), Y4
 	VPAND        packedMask0F<>+0(SB), Y4, Y5
 	VPSRLW       $0x04, Y4, Y4

@@ -31,6 +31,8 @@ const (
 
 var mask0F, words1 Mem
 
+var prefetch = flag.Int("prefetch", 1152, "bytes ahead of the current block that the kernels prefetch")
+
 func main() {
 	flag.Parse()
 	ConstraintExpr("!purego")
@@ -93,6 +95,12 @@ func genQ4_0x8(tokens int) {
 	TESTQ(nb, nb)
 	JZ(LabelRef(name + "_done"))
 	{
+		// The weights stream from memory once per token; asking for them a
+		// few blocks ahead keeps more of that stream in flight than the
+		// hardware prefetcher does on its own.
+		for off := 0; *prefetch > 0 && off < groupBlockBytes; off += 64 {
+			PREFETCHT0(Mem{Base: w, Disp: *prefetch + off})
+		}
 		var v [8]VecVirtual
 		for m := 0; m < 4; m++ {
 			p := YMM()
