@@ -223,6 +223,7 @@ type engine struct {
 
 	in     actInput
 	mm     matmulJob
+	rowOps rowOps
 	pm     packedJob
 	attn   attnJob
 	ropeCS []float32 // cos then sin for one position [RopeDim]
@@ -246,6 +247,7 @@ func newEngine(m *Model, maxTokens, nCtx int) *engine {
 	e.last = make([]float32, hp.Embd)
 	maxCols := max(hp.Embd, hp.FF, hp.Heads*hp.HeadDim)
 	e.in.init(maxTokens, maxCols)
+	e.in.pool = e.pool
 	e.attn.init(e, m.threads, nCtx)
 	e.ropeCS = make([]float32, hp.RopeDim)
 	return e
@@ -330,9 +332,7 @@ func (e *engine) layer(il int, x []float32, a *LayerActivations, n int) {
 	qDim, kvDim := hp.Heads*hp.HeadDim, hp.HeadsKV*hp.HeadDim
 
 	// Attention block.
-	for t := 0; t < n; t++ {
-		rmsNorm(a.AttnNorm[t*E:(t+1)*E], x[t*E:(t+1)*E], L.AttnNorm, hp.RMSEps)
-	}
+	e.rows2(n, &e.rowOps, rowOps{op: opAttnNorm, a: a, x: x, norm: L.AttnNorm})
 	e.in.set(a.AttnNorm, n, E)
 	e.matmul(a.Q[:n*qDim], L.Wq)
 	e.matmul(a.K[:n*kvDim], L.Wk)
@@ -372,21 +372,57 @@ func (e *engine) layer(il int, x []float32, a *LayerActivations, n int) {
 	}
 
 	// Feed-forward block (SwiGLU).
-	for t := 0; t < n; t++ {
-		rmsNorm(a.FFNNorm[t*E:(t+1)*E], a.FFNIn[t*E:(t+1)*E], L.FFNNorm, hp.RMSEps)
-	}
+	e.rows2(n, &e.rowOps, rowOps{op: opFFNNorm, a: a, norm: L.FFNNorm})
 	F := hp.FF
 	e.in.set(a.FFNNorm, n, E)
 	e.matmul(a.Gate[:n*F], L.Gate)
 	e.matmul(a.Up[:n*F], L.Up)
-	for t := 0; t < n; t++ {
-		swiGLU(a.Act[t*F:(t+1)*F], a.Gate[t*F:(t+1)*F], a.Up[t*F:(t+1)*F])
-	}
+	e.rows2(n, &e.rowOps, rowOps{op: opSwiGLU, a: a})
 	e.in.set(a.Act, n, F)
 	e.matmul(a.FFNOut[:n*E], L.Down)
 	for i := range n * E {
 		a.Out[i] = a.FFNIn[i] + a.FFNOut[i]
 	}
+}
+
+// rowOps are the per-token steps of a layer worth splitting over the
+// workers when a step has several tokens (a prompt, a batch).
+type rowOps struct {
+	e    *engine
+	op   int
+	a    *LayerActivations
+	x    []float32
+	norm []float32
+}
+
+const (
+	opAttnNorm = iota // AttnNorm = rmsnorm(x) * norm
+	opFFNNorm         // FFNNorm = rmsnorm(FFNIn) * norm
+	opSwiGLU          // Act = silu(Gate) * Up
+)
+
+func (j *rowOps) run(_, lo, hi int) {
+	hp := j.e.m.HP
+	E, F, a := hp.Embd, hp.FF, j.a
+	for t := lo; t < hi; t++ {
+		switch j.op {
+		case opAttnNorm:
+			rmsNorm(a.AttnNorm[t*E:(t+1)*E], j.x[t*E:(t+1)*E], j.norm, hp.RMSEps)
+		case opFFNNorm:
+			rmsNorm(a.FFNNorm[t*E:(t+1)*E], a.FFNIn[t*E:(t+1)*E], j.norm, hp.RMSEps)
+		case opSwiGLU:
+			swiGLU(a.Act[t*F:(t+1)*F], a.Gate[t*F:(t+1)*F], a.Up[t*F:(t+1)*F])
+		}
+	}
+}
+
+// rows2 runs job over n token rows, split over the pool two rows or more
+// at a time.
+func (e *engine) rows2(n int, slot *rowOps, job rowOps) {
+	job.e = e
+	*slot = job
+	e.pool.parallel(n, 2, slot)
+	*slot = rowOps{}
 }
 
 // addBias adds a bias row to every row of x; b nil means no bias.
@@ -412,6 +448,44 @@ type actInput struct {
 	// q8Aux holds quant.Q8_0Aux of each Q8_0 row, for packed Q4_0 weights.
 	q8Aux      []byte
 	q8AuxValid bool
+
+	// Conversions of several rows are split over the engine's workers
+	// (nil pool: the caller converts alone).
+	pool *pool
+	conv convJob
+}
+
+// convJob converts rows [lo, hi) of an actInput to a conversion's type, or
+// expands Q8_0 rows for the packed kernels (aux).
+type convJob struct {
+	in  *actInput
+	c   *actConv
+	aux bool
+}
+
+func (j *convJob) run(_, lo, hi int) {
+	in, c := j.in, j.c
+	if j.aux {
+		as := quant.Q8_0AuxBytes(in.dim)
+		for r := lo; r < hi; r++ {
+			quant.Q8_0Aux(c.buf[r*c.stride:(r+1)*c.stride], in.dim, in.q8Aux[r*as:(r+1)*as])
+		}
+		return
+	}
+	for r := lo; r < hi; r++ {
+		quant.QuantizeRow(c.typ, in.x[r*in.dim:(r+1)*in.dim], c.buf[r*c.stride:(r+1)*c.stride])
+	}
+}
+
+// convert runs j over the rows, on the pool when there is one.
+func (in *actInput) convert(c *actConv, aux bool) {
+	in.conv = convJob{in: in, c: c, aux: aux}
+	if in.pool == nil {
+		in.conv.run(0, 0, in.n)
+	} else {
+		in.pool.parallel(in.n, 2, &in.conv)
+	}
+	in.conv = convJob{}
 }
 
 type actConv struct {
@@ -445,20 +519,20 @@ func (in *actInput) set(x []float32, n, dim int) {
 	in.q8AuxValid = false
 }
 
-// aux returns the rows as Q8_0 and their Q8_0Aux data (with its stride).
-func (in *actInput) aux() (xq []byte, stride int, aux []byte, auxStride int) {
-	xq, stride, err := in.as(quant.Q8_0)
-	if err != nil {
+// aux returns the rows' Q8_0Aux expansion and its stride.
+func (in *actInput) aux() (aux []byte, auxStride int) {
+	if _, _, err := in.as(quant.Q8_0); err != nil {
 		panic(err) // init always sets up Q8_0
 	}
-	auxStride = quant.Q8_0AuxBytes(in.dim)
 	if !in.q8AuxValid {
-		for r := 0; r < in.n; r++ {
-			quant.Q8_0Aux(xq[r*stride:(r+1)*stride], in.dim, in.q8Aux[r*auxStride:(r+1)*auxStride])
+		for i := range in.convs {
+			if in.convs[i].typ == quant.Q8_0 {
+				in.convert(&in.convs[i], true)
+			}
 		}
 		in.q8AuxValid = true
 	}
-	return xq, stride, in.q8Aux, auxStride
+	return in.q8Aux, quant.Q8_0AuxBytes(in.dim)
 }
 
 // as returns the input rows converted to type t, converting on first use.
@@ -473,10 +547,9 @@ func (in *actInput) as(t quant.Type) ([]byte, int, error) {
 			if err != nil {
 				return nil, 0, err
 			}
-			for r := 0; r < in.n; r++ {
-				quant.QuantizeRow(t, in.x[r*in.dim:(r+1)*in.dim], c.buf[r*rb:(r+1)*rb])
-			}
-			c.stride, c.valid = rb, true
+			c.stride = rb
+			in.convert(c, false)
+			c.valid = true
 		}
 		return c.buf, c.stride, nil
 	}
@@ -488,8 +561,8 @@ func (in *actInput) as(t quant.Type) ([]byte, int, error) {
 // once for the whole batch.
 func (e *engine) matmul(out []float32, w *Weight) {
 	if w.packed != nil {
-		xq, stride, aux, auxStride := e.in.aux()
-		e.pm = packedJob{w: w, xq: xq, stride: stride, aux: aux, auxStride: auxStride, n: e.in.n, out: out}
+		aux, auxStride := e.in.aux()
+		e.pm = packedJob{w: w, aux: aux, auxStride: auxStride, n: e.in.n, out: out}
 		e.pool.parallel(w.Rows/8, 2, &e.pm)
 		return
 	}
@@ -514,25 +587,24 @@ type matmulJob struct {
 // rows.
 type packedJob struct {
 	w         *Weight
-	xq        []byte
-	stride    int
 	aux       []byte
 	auxStride int
 	n         int
 	out       []float32
 }
 
-// packedTile is how many groups of 8 rows one DotPackedQ4_0 call covers: the
-// kernels pass over each group once per 4 tokens, so a few groups (a few
-// KiB each) stay in L1/L2 while the step's tokens go by.
-const packedTile = 4
+// packedTileBytes bounds the packed weights one DotPackedQ4_0 call covers:
+// the kernels pass over them once per 4 tokens, so they should stay in L2
+// next to four tokens' expanded activations while the step's tokens go by.
+const packedTileBytes = 96 << 10
 
 func (j *packedJob) run(_, lo, hi int) {
 	w := j.w
 	gb := len(w.packed) / (w.Rows / 8)
-	for g0 := lo; g0 < hi; g0 += packedTile {
-		g1 := min(g0+packedTile, hi)
-		quant.DotPackedQ4_0(w.Cols, w.packed[g0*gb:g1*gb], j.xq, j.stride, j.aux, j.auxStride, j.n, j.out[8*g0:], w.Rows)
+	tile := max(1, packedTileBytes/gb)
+	for g0 := lo; g0 < hi; g0 += tile {
+		g1 := min(g0+tile, hi)
+		quant.DotPackedQ4_0(w.Cols, w.packed[g0*gb:g1*gb], j.aux, j.auxStride, j.n, j.out[8*g0:], w.Rows)
 	}
 }
 

@@ -79,49 +79,77 @@ func packedQuant(block []byte, i, e int) byte {
 	return block[16+32*m+4*i+j-4] >> 4
 }
 
-// Q8_0AuxBytes is the size of Q8_0Aux's output for a row of n elements.
-func Q8_0AuxBytes(n int) int { return n / QK * 8 }
+// q8_0AuxBlockBytes is the size of one block of expanded activations:
+// 8 vectors of 32 bytes, vector k holding quants 4k..4k+3 repeated 8 times,
+// then 8·Σx as 8 int32 and d_x as 8 float32.
+const q8_0AuxBlockBytes = 8*32 + 32 + 32
 
-// Q8_0Aux writes, for each block of x (one Q8_0 row of n elements), its
-// scale as float32 and 8 times the sum of its quants as int32: what the
-// packed kernels need of every activation block, computed once per row
-// instead of once per weight group.
+// Q8_0AuxBytes is the size of Q8_0Aux's output for a row of n elements.
+func Q8_0AuxBytes(n int) int { return n / QK * q8_0AuxBlockBytes }
+
+// Q8_0Aux writes x (one Q8_0 row of n elements) expanded for the packed
+// kernels: per block, each quad of quants broadcast to a vector, and the
+// block's 8·Σx and scale repeated in all 8 lanes, so that the kernels take
+// every activation operand straight from memory instead of broadcasting it
+// once per group of weight rows. It is computed once per activation row.
 func Q8_0Aux(x []byte, n int, aux []byte) {
 	nb := n / QK
-	if n%QK != 0 || len(x) != nb*q8_0Bytes || len(aux) != nb*8 {
+	if n%QK != 0 || len(x) != nb*q8_0Bytes || len(aux) != nb*q8_0AuxBlockBytes {
 		panic(fmt.Sprintf("quant: Q8_0Aux n=%d: %d bytes of activations, %d of aux", n, len(x), len(aux)))
 	}
+	le := binary.LittleEndian
 	for b := 0; b < nb; b++ {
 		xb := x[b*q8_0Bytes:][:q8_0Bytes]
+		ab := aux[b*q8_0AuxBlockBytes:][:q8_0AuxBlockBytes]
 		var s int32
 		for _, q := range xb[2:] {
 			s += int32(int8(q))
 		}
-		binary.LittleEndian.PutUint32(aux[8*b:], math.Float32bits(f16At(xb, 0)))
-		binary.LittleEndian.PutUint32(aux[8*b+4:], uint32(8*s))
+		for k := 0; k < 8; k++ {
+			quad := uint64(le.Uint32(xb[2+4*k:]))
+			quad |= quad << 32
+			v := ab[32*k : 32*k+32 : 32*k+32]
+			le.PutUint64(v[0:], quad)
+			le.PutUint64(v[8:], quad)
+			le.PutUint64(v[16:], quad)
+			le.PutUint64(v[24:], quad)
+		}
+		sum := uint64(uint32(8 * s))
+		sum |= sum << 32
+		d := uint64(math.Float32bits(f16At(xb, 0)))
+		d |= d << 32
+		for l := 0; l < 32; l += 8 {
+			le.PutUint64(ab[256+l:], sum)
+			le.PutUint64(ab[288+l:], d)
+		}
 	}
 }
 
 // DotPackedQ4_0 sets dst[t*dstStride+r] to VecDot(Q4_0, n, row r, x_t) for
 // the 8·groups rows of the packed groups in w and the tokens activation
-// rows x_t = x[t*xStride:] (Q8_0, RowBytes(Q8_0, n) bytes each) with their
-// Q8_0Aux data at aux[t*auxStride:]. Results are exactly VecDot's on the
-// unpacked rows. Wrong sizes panic.
-func DotPackedQ4_0(n int, w []byte, x []byte, xStride int, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
+// rows x_t given by their Q8_0Aux expansions at aux[t*auxStride:]. Results
+// are exactly VecDot's on the unpacked rows. Wrong sizes panic.
+func DotPackedQ4_0(n int, w []byte, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
 	nb := n / QK
 	gb := nb * PackedQ4_0BlockBytes
 	if n <= 0 || n%QK != 0 || len(w)%gb != 0 {
 		panic(fmt.Sprintf("quant: DotPackedQ4_0 n=%d: %d bytes of packed weights", n, len(w)))
 	}
-	rows := len(w) / gb * 8
-	xb, ab := nb*q8_0Bytes, nb*8
-	if tokens < 0 || tokens > 0 && (xStride < xb || auxStride < ab || dstStride < rows ||
-		len(x) < (tokens-1)*xStride+xb || len(aux) < (tokens-1)*auxStride+ab || len(dst) < (tokens-1)*dstStride+rows) {
-		panic(fmt.Sprintf("quant: DotPackedQ4_0 n=%d rows=%d tokens=%d: sizes x %d/%d aux %d/%d dst %d/%d",
-			n, rows, tokens, len(x), xStride, len(aux), auxStride, len(dst), dstStride))
+	groups := len(w) / gb
+	rows := 8 * groups
+	ab := Q8_0AuxBytes(n)
+	if tokens < 0 || tokens > 0 && (auxStride < ab || dstStride < rows ||
+		len(aux) < (tokens-1)*auxStride+ab || len(dst) < (tokens-1)*dstStride+rows) {
+		panic(fmt.Sprintf("quant: DotPackedQ4_0 n=%d rows=%d tokens=%d: sizes aux %d/%d dst %d/%d",
+			n, rows, tokens, len(aux), auxStride, len(dst), dstStride))
 	}
-	for g := 0; g < rows/8; g++ {
-		dotPackedQ4_0Group(w[g*gb:(g+1)*gb], nb, x, xStride, aux, auxStride, tokens, dst[8*g:], dstStride)
+	// Four tokens at a time over all the groups: the groups' weights stay
+	// in L2 while each four tokens' activations pass over them.
+	for t := 0; t < tokens; t += 4 {
+		k := min(4, tokens-t)
+		for g := 0; g < groups; g++ {
+			dotPackedQ4_0Group(w[g*gb:(g+1)*gb], nb, aux[t*auxStride:], auxStride, k, dst[t*dstStride+8*g:], dstStride)
+		}
 	}
 }
 
@@ -138,20 +166,23 @@ var (
 // should keep its Q4_0 matrices as they are.
 func PackedQ4_0Pays() bool { return packedQ4_0Accelerated }
 
-func dotPackedQ4_0GroupGeneric(w []byte, nb int, x []byte, xStride int, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
+func dotPackedQ4_0GroupGeneric(w []byte, nb int, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
+	le := binary.LittleEndian
 	for t := 0; t < tokens; t++ {
-		xt := x[t*xStride:]
+		at := aux[t*auxStride:]
 		for i := 0; i < 8; i++ {
 			var sum float32
 			for b := 0; b < nb; b++ {
 				blk := w[b*PackedQ4_0BlockBytes:][:PackedQ4_0BlockBytes]
-				xq := xt[b*q8_0Bytes+2:][:QK]
+				ab := at[b*q8_0AuxBlockBytes:][:q8_0AuxBlockBytes]
 				var isum int32
 				for e := 0; e < QK; e++ {
-					isum += (int32(packedQuant(blk, i, e)) - 8) * int32(int8(xq[e]))
+					x := int8(ab[32*(e/4)+e%4])
+					isum += int32(packedQuant(blk, i, e)) * int32(x)
 				}
+				isum -= int32(le.Uint32(ab[256:]))
 				dw := f16At(blk, 2*i)
-				dx := f16At(xt, b*q8_0Bytes)
+				dx := math.Float32frombits(le.Uint32(ab[288:]))
 				sum += float32(float32(float32(isum)*dw) * dx)
 			}
 			dst[t*dstStride+i] = sum

@@ -12,19 +12,16 @@ func init() {
 	}
 }
 
-// dotPackedQ4_0GroupAVX2 runs the kernels four tokens at a time.
-func dotPackedQ4_0GroupAVX2(w []byte, nb int, x []byte, xStride int, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
-	for t := 0; t < tokens; t += 4 {
-		xt, at, dt := x[t*xStride:], aux[t*auxStride:], dst[t*dstStride:]
-		switch min(4, tokens-t) {
-		case 4:
-			dotQ4_0x8T4AVX2(w, nb, xt, xStride, at, auxStride, dt, dstStride)
-		case 3:
-			dotQ4_0x8T3AVX2(w, nb, xt, xStride, at, auxStride, dt, dstStride)
-		case 2:
-			dotQ4_0x8T2AVX2(w, nb, xt, xStride, at, auxStride, dt, dstStride)
-		case 1:
-			dotQ4_0x8T1AVX2(w, nb, xt, xStride, at, auxStride, dt, dstStride)
-		}
+// dotPackedQ4_0GroupAVX2 runs the kernel for 1 to 4 tokens.
+func dotPackedQ4_0GroupAVX2(w []byte, nb int, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
+	switch tokens {
+	case 4:
+		dotQ4_0x8T4AVX2(w, nb, aux, auxStride, dst, dstStride)
+	case 3:
+		dotQ4_0x8T3AVX2(w, nb, aux, auxStride, dst, dstStride)
+	case 2:
+		dotQ4_0x8T2AVX2(w, nb, aux, auxStride, dst, dstStride)
+	case 1:
+		dotQ4_0x8T1AVX2(w, nb, aux, auxStride, dst, dstStride)
 	}
 }

@@ -4,14 +4,14 @@
 
 package quant
 
-// dotQ4_0x8T1AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of packed row r (r < 8) with token t's activations (t < 1), over nb blocks (AVX2, F16C).
-func dotQ4_0x8T1AVX2(w []byte, nb int, x []byte, xStride int, aux []byte, auxStride int, dst []float32, dstStride int)
+// dotQ4_0x8T1AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of packed row r (r < 8) with token t's expanded activations (t < 1), over nb blocks (AVX2, F16C).
+func dotQ4_0x8T1AVX2(w []byte, nb int, aux []byte, auxStride int, dst []float32, dstStride int)
 
-// dotQ4_0x8T2AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of packed row r (r < 8) with token t's activations (t < 2), over nb blocks (AVX2, F16C).
-func dotQ4_0x8T2AVX2(w []byte, nb int, x []byte, xStride int, aux []byte, auxStride int, dst []float32, dstStride int)
+// dotQ4_0x8T2AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of packed row r (r < 8) with token t's expanded activations (t < 2), over nb blocks (AVX2, F16C).
+func dotQ4_0x8T2AVX2(w []byte, nb int, aux []byte, auxStride int, dst []float32, dstStride int)
 
-// dotQ4_0x8T3AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of packed row r (r < 8) with token t's activations (t < 3), over nb blocks (AVX2, F16C).
-func dotQ4_0x8T3AVX2(w []byte, nb int, x []byte, xStride int, aux []byte, auxStride int, dst []float32, dstStride int)
+// dotQ4_0x8T3AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of packed row r (r < 8) with token t's expanded activations (t < 3), over nb blocks (AVX2, F16C).
+func dotQ4_0x8T3AVX2(w []byte, nb int, aux []byte, auxStride int, dst []float32, dstStride int)
 
-// dotQ4_0x8T4AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of packed row r (r < 8) with token t's activations (t < 4), over nb blocks (AVX2, F16C).
-func dotQ4_0x8T4AVX2(w []byte, nb int, x []byte, xStride int, aux []byte, auxStride int, dst []float32, dstStride int)
+// dotQ4_0x8T4AVX2 sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of packed row r (r < 8) with token t's expanded activations (t < 4), over nb blocks (AVX2, F16C).
+func dotQ4_0x8T4AVX2(w []byte, nb int, aux []byte, auxStride int, dst []float32, dstStride int)

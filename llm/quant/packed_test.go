@@ -64,7 +64,7 @@ func randomQ8_0Rows(rng *rand.Rand, tokens, n, stride int, mode string) []byte {
 
 func TestPackedQ4_0MatchesVecDot(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	kernels := map[string]func([]byte, int, []byte, int, []byte, int, int, []float32, int){
+	kernels := map[string]func([]byte, int, []byte, int, int, []float32, int){
 		"generic":   dotPackedQ4_0GroupGeneric,
 		"installed": dotPackedQ4_0Group,
 	}
@@ -75,7 +75,7 @@ func TestPackedQ4_0MatchesVecDot(t *testing.T) {
 			w := randomQ4_0Matrix(rng, shape.rows, shape.n, mode)
 			xStride := xb + 34*rng.IntN(3)
 			x := randomQ8_0Rows(rng, shape.tokens, shape.n, xStride, mode)
-			auxStride := Q8_0AuxBytes(shape.n) + 8*rng.IntN(2)
+			auxStride := Q8_0AuxBytes(shape.n) + 32*rng.IntN(2)
 			aux := make([]byte, shape.tokens*auxStride)
 			for tk := 0; tk < shape.tokens; tk++ {
 				Q8_0Aux(x[tk*xStride:tk*xStride+xb], shape.n, aux[tk*auxStride:tk*auxStride+Q8_0AuxBytes(shape.n)])
@@ -92,7 +92,7 @@ func TestPackedQ4_0MatchesVecDot(t *testing.T) {
 				for i := range dst {
 					dst[i] = float32(math.NaN())
 				}
-				DotPackedQ4_0(shape.n, packed, x, xStride, aux, auxStride, shape.tokens, dst, dstStride)
+				DotPackedQ4_0(shape.n, packed, aux, auxStride, shape.tokens, dst, dstStride)
 				dotPackedQ4_0Group = saved
 				for tk := 0; tk < shape.tokens; tk++ {
 					for r := 0; r < shape.rows; r++ {
@@ -146,16 +146,16 @@ func TestPackQ4_0x8RoundTrip(t *testing.T) {
 
 func TestDotPackedQ4_0PanicsOnBadSizes(t *testing.T) {
 	w := make([]byte, 2*PackedQ4_0BlockBytes) // one group, n = 64
-	x := make([]byte, 68)
-	aux := make([]byte, 16)
+	ab := Q8_0AuxBytes(64)
+	aux := make([]byte, ab)
 	dst := make([]float32, 8)
 	for name, f := range map[string]func(){
-		"weights": func() { DotPackedQ4_0(64, w[:len(w)-1], x, 68, aux, 16, 1, dst, 8) },
-		"x":       func() { DotPackedQ4_0(64, w, x[:67], 68, aux, 16, 1, dst, 8) },
-		"aux":     func() { DotPackedQ4_0(64, w, x, 68, aux[:15], 16, 1, dst, 8) },
-		"dst":     func() { DotPackedQ4_0(64, w, x, 68, aux, 16, 1, dst[:7], 8) },
-		"stride":  func() { DotPackedQ4_0(64, w, x, 68, aux, 16, 1, dst, 7) },
-		"n":       func() { DotPackedQ4_0(48, w, x, 68, aux, 16, 1, dst, 8) },
+		"weights": func() { DotPackedQ4_0(64, w[:len(w)-1], aux, ab, 1, dst, 8) },
+		"aux":     func() { DotPackedQ4_0(64, w, aux[:ab-1], ab, 1, dst, 8) },
+		"dst":     func() { DotPackedQ4_0(64, w, aux, ab, 1, dst[:7], 8) },
+		"stride":  func() { DotPackedQ4_0(64, w, aux, ab, 1, dst, 7) },
+		"n":       func() { DotPackedQ4_0(48, w, aux, ab, 1, dst, 8) },
+		"q8aux":   func() { Q8_0Aux(make([]byte, 68), 64, aux[:ab-1]) },
 	} {
 		func() {
 			defer func() {
@@ -172,7 +172,7 @@ func TestDotPackedQ4_0PanicsOnBadSizes(t *testing.T) {
 // row-major VecDotTile on the matrices of a TinyLlama-1.1B layer.
 func BenchmarkPackedQ4_0(b *testing.B) {
 	rng := rand.New(rand.NewPCG(7, 8))
-	for _, shape := range []struct{ rows, n int }{{2048, 2048}, {5632, 2048}, {2048, 5632}} {
+	for _, shape := range []struct{ rows, n int }{{16, 2048}, {2048, 2048}, {5632, 2048}, {2048, 5632}} {
 		w := randomQ4_0Matrix(rng, shape.rows, shape.n, "random")
 		packed, _ := PackQ4_0x8(w, shape.rows, shape.n)
 		for _, tokens := range []int{1, 4, 8, 16} {
@@ -188,13 +188,24 @@ func BenchmarkPackedQ4_0(b *testing.B) {
 					VecDotTile(Q4_0, shape.n, w, x, xb, tokens, dst, shape.rows)
 				}
 			})
+			// The kernel alone, the activations expanded beforehand as the
+			// model does once per input for all the matrices that read it.
+			for t := 0; t < tokens; t++ {
+				Q8_0Aux(x[t*xb:(t+1)*xb], shape.n, aux[t*ab:(t+1)*ab])
+			}
+			b.Run(name+"/impl=packed-kernel", func(b *testing.B) {
+				b.SetBytes(int64(len(w)))
+				for b.Loop() {
+					DotPackedQ4_0(shape.n, packed, aux, ab, tokens, dst, shape.rows)
+				}
+			})
 			b.Run(name+"/impl=packed", func(b *testing.B) {
 				b.SetBytes(int64(len(w)))
 				for b.Loop() {
 					for t := 0; t < tokens; t++ {
 						Q8_0Aux(x[t*xb:(t+1)*xb], shape.n, aux[t*ab:(t+1)*ab])
 					}
-					DotPackedQ4_0(shape.n, packed, x, xb, aux, ab, tokens, dst, shape.rows)
+					DotPackedQ4_0(shape.n, packed, aux, ab, tokens, dst, shape.rows)
 				}
 			})
 		}

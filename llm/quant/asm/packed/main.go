@@ -21,12 +21,14 @@ import (
 )
 
 // Sizes in bytes: a packed block of 8 rows (8 f16 scales, then 4 vectors of
-// 32 nibble pairs), a Q8_0 block, and one block's auxiliary activation data
-// (d_x as float32, 8·Σx as int32).
+// 32 nibble pairs), and one block of expanded activations: 8 vectors of a
+// quad of quants broadcast, then 8·Σx as int32 and d_x as float32, each
+// repeated 8 times.
 const (
 	groupBlockBytes = 16 + 128
-	q8_0Bytes       = 34
-	auxBytes        = 8
+	auxSumOff       = 8 * 32
+	auxScaleOff     = auxSumOff + 32
+	auxBytes        = auxScaleOff + 32
 )
 
 var mask0F, words1 Mem
@@ -62,27 +64,25 @@ func constWords(name string, v uint16, n int) Mem {
 
 // genQ4_0x8 emits the kernel for one group of 8 packed rows against tokens
 // activation rows: the 8 unpacked weight vectors of a block stay in
-// registers while each token's activations pass over them.
+// registers while each token's activations pass over them. The activations
+// come expanded (see llm/quant.Q8_0Aux): each quad of quants already
+// broadcast to a vector and the block's 8·Σx and d_x repeated in every
+// lane, so every activation operand is a plain memory operand.
 func genQ4_0x8(tokens int) {
 	name := fmt.Sprintf("dotQ4_0x8T%dAVX2", tokens)
-	TEXT(name, NOSPLIT, "func(w []byte, nb int, x []byte, xStride int, aux []byte, auxStride int, dst []float32, dstStride int)")
-	Doc(fmt.Sprintf("%s sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of packed row r (r < 8) with token t's activations (t < %d), over nb blocks (AVX2, F16C).", name, tokens))
+	TEXT(name, NOSPLIT, "func(w []byte, nb int, aux []byte, auxStride int, dst []float32, dstStride int)")
+	Doc(fmt.Sprintf("%s sets dst[t*dstStride+r] to the reference Q4_0×Q8_0 dot product of packed row r (r < 8) with token t's expanded activations (t < %d), over nb blocks (AVX2, F16C).", name, tokens))
 	w := Load(Param("w").Base(), GP64())
 	nb := Load(Param("nb"), GP64())
-	x0 := Load(Param("x").Base(), GP64())
-	xStride := Load(Param("xStride"), GP64())
 	a0 := Load(Param("aux").Base(), GP64())
 	auxStride := Load(Param("auxStride"), GP64())
-	xp := make([]Register, tokens)
 	ap := make([]Register, tokens)
 	for t := range tokens {
-		xp[t], ap[t] = GP64(), GP64()
+		ap[t] = GP64()
 		if t == 0 {
-			MOVQ(x0, xp[t])
 			MOVQ(a0, ap[t])
 			continue
 		}
-		LEAQ(Mem{Base: xp[t-1], Index: xStride, Scale: 1}, xp[t])
 		LEAQ(Mem{Base: ap[t-1], Index: auxStride, Scale: 1}, ap[t])
 	}
 	acc := make([]VecVirtual, tokens)
@@ -114,29 +114,20 @@ func genQ4_0x8(tokens int) {
 		VCVTPH2PS(Mem{Base: w}, dw)
 		for t := range tokens {
 			s, q := YMM(), YMM()
-			for k := 0; k < 8; k++ {
-				dst := s
-				if k > 0 {
-					dst = q
-				}
-				VPBROADCASTD(Mem{Base: xp[t], Disp: 2 + 4*k}, dst)
-				VPMADDUBSW(dst, v[k], dst)
-				if k > 0 {
-					VPADDW(q, s, s)
-				}
+			VPMADDUBSW(Mem{Base: ap[t]}, v[0], s)
+			for k := 1; k < 8; k++ {
+				VPMADDUBSW(Mem{Base: ap[t], Disp: 32 * k}, v[k], q)
+				VPADDW(q, s, s)
 			}
 			VPMADDWD(words1, s, s)
-			VPBROADCASTD(Mem{Base: ap[t], Disp: 4}, q)
-			VPSUBD(q, s, s)
+			VPSUBD(Mem{Base: ap[t], Disp: auxSumOff}, s, s)
 			VCVTDQ2PS(s, s)
-			VMULPS(dw, s, s) // (isum*d_w)
-			VBROADCASTSS(Mem{Base: ap[t]}, q)
-			VMULPS(q, s, s) // ... *d_x
+			VMULPS(dw, s, s)                                  // (isum*d_w)
+			VMULPS(Mem{Base: ap[t], Disp: auxScaleOff}, s, s) // ... *d_x
 			VADDPS(s, acc[t], acc[t])
 		}
 		ADDQ(U32(groupBlockBytes), w)
 		for t := range tokens {
-			ADDQ(U32(q8_0Bytes), xp[t])
 			ADDQ(U32(auxBytes), ap[t])
 		}
 		DECQ(nb)
