@@ -171,8 +171,11 @@ func TestGenerateLocalStories(t *testing.T) {
 	requireSharedModels(t)
 	out := filepath.Join(t.TempDir(), "out")
 	start := time.Now()
+	// One sequence at a time, so that exactly --max-unproductive responses
+	// are paid for (with 8 in flight, those already running when the stop
+	// comes finish and are journaled too).
 	stdout, stderr, code := runCLI(t, []string{"OPENAI_API_KEY="}, "generate", "--teacher", "local",
-		"--model", filepath.Join(completeShared, "stories260K.gguf"), "--num", "5", "--out", out)
+		"--model", filepath.Join(completeShared, "stories260K.gguf"), "--num", "5", "--out", out, "--parallel", "1")
 	t.Logf("wall time %v", time.Since(start))
 	if code != exitUnproductive {
 		t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, exitUnproductive, stdout, stderr)
