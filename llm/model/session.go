@@ -608,16 +608,23 @@ func (j *packedJob) run(_, lo, hi int) {
 	}
 }
 
-// matmulTile is how many weight rows one VecDotTile call covers: few
-// enough that the tile stays in cache while every token of the step passes
-// over it (and that a kernel can keep the tile's sums in registers), many
-// enough that the per-call checks stop mattering.
-const matmulTile = 16
+// floatMatmulTile is how many rows of a float matrix one VecDotTile call
+// covers: those have no tile kernel, so VecDotTile goes token by token, and
+// few rows stay in cache while every token passes over them. Quantised
+// types get the worker's whole range in one call: their tile kernels walk
+// it 8 rows at a time with the tokens inside, and prepare each token's
+// activations once per call.
+const floatMatmulTile = 16
 
 func (j *matmulJob) run(_, lo, hi int) {
 	w := j.w
-	for r0 := lo; r0 < hi; r0 += matmulTile {
-		r1 := min(r0+matmulTile, hi)
+	tile := hi - lo
+	switch w.Type {
+	case quant.F32, quant.F16, quant.BF16:
+		tile = floatMatmulTile
+	}
+	for r0 := lo; r0 < hi; r0 += tile {
+		r1 := min(r0+tile, hi)
 		quant.VecDotTile(w.Type, w.Cols, w.Data[r0*w.RowBytes:r1*w.RowBytes], j.xq, j.stride, j.n, j.out[r0:], w.Rows)
 	}
 }
