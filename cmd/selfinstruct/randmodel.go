@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/selfinstruct/selfinstruct/llm/gguf"
 	"github.com/selfinstruct/selfinstruct/llm/quant"
+	"github.com/selfinstruct/selfinstruct/output"
 )
 
 func init() { rootCmd.AddCommand(newRandomModelCmd()) }
@@ -276,30 +278,14 @@ func randomTensor(rng *rand.Rand, typ quant.Type, cols, rows int) ([]byte, error
 // writeGGUFAtomically writes w to path through a temporary file in the same
 // directory, so an interrupted run leaves no truncated model behind.
 func writeGGUFAtomically(path string, w *gguf.Writer) error {
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return output.WriteFileAtomic(path, func(f io.Writer) error {
+		bw := bufio.NewWriterSize(f, 1<<20)
+		if _, err := w.WriteTo(bw); err != nil {
 			return err
 		}
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if _, err := w.WriteTo(bw); err != nil {
-		tmp.Close()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err := bw.Flush(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+		return bw.Flush()
+	})
 }
