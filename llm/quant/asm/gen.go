@@ -324,18 +324,9 @@ func finishLanes(sums VecVirtual, sumf Register) {
 	addLanesInOrder(hi, 4, sumf)
 }
 
-func genQ4K() { genKernel("Q4K", "Q4_K×Q8_K", q4KBody) }
-
-func q4KBody(name string, w, x, nb Register) Register {
-	sums, sumf := YMM(), XMM()
-	VXORPS(sums, sums, sums)
-	VXORPS(sumf, sumf, sumf)
-
-	Label(name + "_loop")
-	TESTQ(nb, nb)
-	JZ(LabelRef(name + "_done"))
-
-	// Unpack the 6-bit scales and mins: bytes 0-7 scales, 8-15 mins.
+// q4KScalesMins unpacks a Q4_K block's 6-bit scales and mins (the block at
+// w) into an xmm of bytes: 0-7 the scales, 8-15 the mins.
+func q4KScalesMins(w Register) VecVirtual {
 	u0, u1, u2, u3, t := GP32(), GP32(), GP32(), GP32(), GP32()
 	MOVL(Mem{Base: w, Disp: 4}, u0)
 	MOVL(Mem{Base: w, Disp: 8}, u1)
@@ -361,6 +352,22 @@ func q4KBody(name string, w, x, nb Register) Register {
 	VPINSRD(Imm(1), u2, sc.AsX(), sc.AsX())
 	VPINSRD(Imm(2), u1, sc.AsX(), sc.AsX())
 	VPINSRD(Imm(3), u3, sc.AsX(), sc.AsX())
+	return sc
+}
+
+func genQ4K() { genKernel("Q4K", "Q4_K×Q8_K", q4KBody) }
+
+func q4KBody(name string, w, x, nb Register) Register {
+	sums, sumf := YMM(), XMM()
+	VXORPS(sums, sums, sums)
+	VXORPS(sumf, sumf, sumf)
+
+	Label(name + "_loop")
+	TESTQ(nb, nb)
+	JZ(LabelRef(name + "_done"))
+
+	// Unpack the 6-bit scales and mins: bytes 0-7 scales, 8-15 mins.
+	sc := q4KScalesMins(w)
 
 	// sumMins = Σ bsums[j]*mins[j/2], exact in int32.
 	mins := YMM()

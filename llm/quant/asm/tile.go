@@ -629,32 +629,8 @@ func genQ4KTile(T int) {
 	TESTQ(nb, nb)
 	JZ(LabelRef(name + "_rowDone"))
 	{
-		// The 6-bit scales and mins, as in q4KBody: bytes 0-7 scales, 8-15 mins.
-		u0, u1, u2, u3, t := GP32(), GP32(), GP32(), GP32(), GP32()
-		MOVL(Mem{Base: w, Disp: 4}, u0)
-		MOVL(Mem{Base: w, Disp: 8}, u1)
-		MOVL(Mem{Base: w, Disp: 12}, u2)
-		MOVL(u2, u3)
-		SHRL(Imm(4), u3)
-		ANDL(U32(0x0f0f0f0f), u3)
-		MOVL(u1, t)
-		SHRL(Imm(6), t)
-		ANDL(U32(0x03030303), t)
-		SHLL(Imm(4), t)
-		ORL(t, u3)                // mins 4-7
-		ANDL(U32(0x3f3f3f3f), u1) // mins 0-3
-		MOVL(u0, t)
-		SHRL(Imm(6), t)
-		ANDL(U32(0x03030303), t)
-		SHLL(Imm(4), t)
-		ANDL(U32(0x0f0f0f0f), u2)
-		ORL(t, u2)                // scales 4-7
-		ANDL(U32(0x3f3f3f3f), u0) // scales 0-3
-		sc := YMM()
-		VMOVD(u0, sc.AsX())
-		VPINSRD(Imm(1), u2, sc.AsX(), sc.AsX())
-		VPINSRD(Imm(2), u1, sc.AsX(), sc.AsX())
-		VPINSRD(Imm(3), u3, sc.AsX(), sc.AsX())
+		// The 6-bit scales and mins: bytes 0-7 scales, 8-15 mins.
+		sc := q4KScalesMins(w)
 		mins := YMM()
 		VPSHUFB(q4KMinsMask, sc.AsX(), mins.AsX())
 		VPMOVZXBW(mins.AsX(), mins)
