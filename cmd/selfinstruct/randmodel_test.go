@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"math"
 	"os"
@@ -49,13 +48,7 @@ func writeTestVocab(t *testing.T, n int) string {
 
 func runRandomModelCmd(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := newRandomModelCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(context.Background())
-	return out.String(), err
+	return runCmd(t, newRandomModelCmd(), args...)
 }
 
 func TestRandomModelLoadsAndRuns(t *testing.T) {

@@ -8,11 +8,19 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 func runTokenizeCmd(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := newTokenizeCmd()
+	return runCmd(t, newTokenizeCmd(), args...)
+}
+
+// runCmd executes one subcommand in-process and returns what it printed
+// (stdout and stderr together).
+func runCmd(t *testing.T, cmd *cobra.Command, args ...string) (string, error) {
+	t.Helper()
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)
