@@ -447,6 +447,7 @@ type actInput struct {
 
 	// q8Aux holds quant.Q8_0Aux of each Q8_0 row, for packed Q4_0 weights.
 	q8Aux      []byte
+	q8AuxSize  int
 	q8AuxValid bool
 
 	// Conversions of several rows are split over the engine's workers
@@ -506,7 +507,9 @@ func (in *actInput) init(batch, maxCols int) {
 		}
 		in.convs = append(in.convs, actConv{typ: t, buf: make([]byte, batch*rb)})
 		if t == quant.Q8_0 {
-			in.q8Aux = make([]byte, batch*quant.Q8_0AuxBytes(w))
+			// Allocated on first use: about 9x the Q8_0 rows, and only
+			// models with packed matrices read it.
+			in.q8AuxSize = batch * quant.Q8_0AuxBytes(w)
 		}
 	}
 }
@@ -525,6 +528,9 @@ func (in *actInput) aux() (aux []byte, auxStride int) {
 		panic(err) // init always sets up Q8_0
 	}
 	if !in.q8AuxValid {
+		if in.q8Aux == nil {
+			in.q8Aux = make([]byte, in.q8AuxSize)
+		}
 		for i := range in.convs {
 			if in.convs[i].typ == quant.Q8_0 {
 				in.convert(&in.convs[i], true)
