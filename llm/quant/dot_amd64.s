@@ -2386,8 +2386,7 @@ dotQ6KTile1AVX2_block:
 	VPOR         Y5, Y4, Y4
 	VPSRLW       $0x04, Y0, Y0
 	VPAND        mask0F<>+0(SB), Y0, Y0
-	VMOVDQA      Y2, Y5
-	VPAND        mask30<>+0(SB), Y5, Y5
+	VPAND        mask30<>+0(SB), Y2, Y5
 	VPOR         Y5, Y0, Y0
 	VPSRLW       $0x04, Y1, Y1
 	VPAND        mask0F<>+0(SB), Y1, Y1
@@ -2410,8 +2409,7 @@ dotQ6KTile1AVX2_block:
 	VPOR         Y9, Y8, Y8
 	VPSRLW       $0x04, Y2, Y2
 	VPAND        mask0F<>+0(SB), Y2, Y2
-	VMOVDQA      Y6, Y9
-	VPAND        mask30<>+0(SB), Y9, Y9
+	VPAND        mask30<>+0(SB), Y6, Y9
 	VPOR         Y9, Y2, Y2
 	VPSRLW       $0x04, Y5, Y5
 	VPAND        mask0F<>+0(SB), Y5, Y5
@@ -3044,8 +3042,7 @@ dotQ6KTile2AVX2_block:
 	VPOR         Y5, Y4, Y4
 	VPSRLW       $0x04, Y0, Y0
 	VPAND        mask0F<>+0(SB), Y0, Y0
-	VMOVDQA      Y2, Y5
-	VPAND        mask30<>+0(SB), Y5, Y5
+	VPAND        mask30<>+0(SB), Y2, Y5
 	VPOR         Y5, Y0, Y0
 	VPSRLW       $0x04, Y1, Y1
 	VPAND        mask0F<>+0(SB), Y1, Y1
@@ -3068,8 +3065,7 @@ dotQ6KTile2AVX2_block:
 	VPOR         Y9, Y8, Y8
 	VPSRLW       $0x04, Y2, Y2
 	VPAND        mask0F<>+0(SB), Y2, Y2
-	VMOVDQA      Y6, Y9
-	VPAND        mask30<>+0(SB), Y9, Y9
+	VPAND        mask30<>+0(SB), Y6, Y9
 	VPOR         Y9, Y2, Y2
 	VPSRLW       $0x04, Y5, Y5
 	VPAND        mask0F<>+0(SB), Y5, Y5
@@ -3952,8 +3948,7 @@ dotQ6KTile3AVX2_block:
 	VPOR         Y5, Y4, Y4
 	VPSRLW       $0x04, Y0, Y0
 	VPAND        mask0F<>+0(SB), Y0, Y0
-	VMOVDQA      Y2, Y5
-	VPAND        mask30<>+0(SB), Y5, Y5
+	VPAND        mask30<>+0(SB), Y2, Y5
 	VPOR         Y5, Y0, Y0
 	VPSRLW       $0x04, Y1, Y1
 	VPAND        mask0F<>+0(SB), Y1, Y1
@@ -3976,8 +3971,7 @@ dotQ6KTile3AVX2_block:
 	VPOR         Y9, Y8, Y8
 	VPSRLW       $0x04, Y2, Y2
 	VPAND        mask0F<>+0(SB), Y2, Y2
-	VMOVDQA      Y6, Y9
-	VPAND        mask30<>+0(SB), Y9, Y9
+	VPAND        mask30<>+0(SB), Y6, Y9
 	VPOR         Y9, Y2, Y2
 	VPSRLW       $0x04, Y5, Y5
 	VPAND        mask0F<>+0(SB), Y5, Y5
@@ -5110,8 +5104,7 @@ dotQ6KTile4AVX2_block:
 	VPOR         Y5, Y4, Y4
 	VPSRLW       $0x04, Y0, Y0
 	VPAND        mask0F<>+0(SB), Y0, Y0
-	VMOVDQA      Y2, Y5
-	VPAND        mask30<>+0(SB), Y5, Y5
+	VPAND        mask30<>+0(SB), Y2, Y5
 	VPOR         Y5, Y0, Y0
 	VPSRLW       $0x04, Y1, Y1
 	VPAND        mask0F<>+0(SB), Y1, Y1
@@ -5134,8 +5127,7 @@ dotQ6KTile4AVX2_block:
 	VPOR         Y9, Y8, Y8
 	VPSRLW       $0x04, Y2, Y2
 	VPAND        mask0F<>+0(SB), Y2, Y2
-	VMOVDQA      Y6, Y9
-	VPAND        mask30<>+0(SB), Y9, Y9
+	VPAND        mask30<>+0(SB), Y6, Y9
 	VPOR         Y9, Y2, Y2
 	VPSRLW       $0x04, Y5, Y5
 	VPAND        mask0F<>+0(SB), Y5, Y5

@@ -430,6 +430,48 @@ func q4KBody(name string, w, x, nb Register) Register {
 	return sumf
 }
 
+// q6KHalf loads half h (128 quants) of the Q6_K block at w, lane-paired
+// like the activations, and returns a function that emits the 6-bit values
+// of its group k (32 quants, unsigned 0..63). Word shifts move bits across
+// bytes, but the 0x30 mask keeps only bits that come from the byte itself.
+func q6KHalf(w Register, h int) func(k int) VecVirtual {
+	ql0, ql1, qh := YMM(), YMM(), YMM()
+	VMOVDQU(Mem{Base: w, Disp: 64 * h}, ql0)
+	VPSHUFB(lanePair, ql0, ql0)
+	VMOVDQU(Mem{Base: w, Disp: 64*h + 32}, ql1)
+	VPSHUFB(lanePair, ql1, ql1)
+	VMOVDQU(Mem{Base: w, Disp: 128 + 32*h}, qh)
+	VPSHUFB(lanePair, qh, qh)
+	return func(k int) VecVirtual {
+		g, hb := YMM(), YMM()
+		ql := ql0
+		if k%2 == 1 {
+			ql = ql1
+		}
+		if k < 2 {
+			VPAND(mask0F, ql, g)
+		} else {
+			VPSRLW(Imm(4), ql, g)
+			VPAND(mask0F, g, g)
+		}
+		switch k {
+		case 0:
+			VPSLLW(Imm(4), qh, hb)
+			VPAND(mask30, hb, hb)
+		case 1:
+			VPSLLW(Imm(2), qh, hb)
+			VPAND(mask30, hb, hb)
+		case 2:
+			VPAND(mask30, qh, hb)
+		case 3:
+			VPSRLW(Imm(2), qh, hb)
+			VPAND(mask30, hb, hb)
+		}
+		VPOR(hb, g, g)
+		return g
+	}
+}
+
 func genQ6K() { genKernel("Q6K", "Q6_K×Q8_K", q6KBody) }
 
 func q6KBody(name string, w, x, nb Register) Register {
@@ -446,42 +488,9 @@ func q6KBody(name string, w, x, nb Register) Register {
 	VPXOR(accLo, accLo, accLo)
 	VPXOR(accHi, accHi, accHi)
 	for h := 0; h < 2; h++ {
-		ql0, ql1, qh := YMM(), YMM(), YMM()
-		VMOVDQU(Mem{Base: w, Disp: 64 * h}, ql0)
-		VPSHUFB(lanePair, ql0, ql0)
-		VMOVDQU(Mem{Base: w, Disp: 64*h + 32}, ql1)
-		VPSHUFB(lanePair, ql1, ql1)
-		VMOVDQU(Mem{Base: w, Disp: 128 + 32*h}, qh)
-		VPSHUFB(lanePair, qh, qh)
-		// The 6-bit value of group k of this half, unsigned (0..63). Word
-		// shifts move bits across bytes, but the 0x30 mask keeps only
-		// bits that come from the byte itself.
+		values := q6KHalf(w, h)
 		group := func(k int) VecVirtual {
-			g, hb := YMM(), YMM()
-			ql := ql0
-			if k%2 == 1 {
-				ql = ql1
-			}
-			if k < 2 {
-				VPAND(mask0F, ql, g)
-			} else {
-				VPSRLW(Imm(4), ql, g)
-				VPAND(mask0F, g, g)
-			}
-			switch k {
-			case 0:
-				VPSLLW(Imm(4), qh, hb)
-				VPAND(mask30, hb, hb)
-			case 1:
-				VPSLLW(Imm(2), qh, hb)
-				VPAND(mask30, hb, hb)
-			case 2:
-				VPAND(mask30, qh, hb)
-			case 3:
-				VPSRLW(Imm(2), qh, hb)
-				VPAND(mask30, hb, hb)
-			}
-			VPOR(hb, g, g)
+			g := values(k)
 			// (g-32)*x in int16 pairs: g*x - 32*x, each ≤ 2*63*128.
 			xv, o := YMM(), YMM()
 			VMOVDQU(Mem{Base: x, Disp: 4 + 128*h + 32*k}, xv)

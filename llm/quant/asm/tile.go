@@ -388,40 +388,9 @@ func genQ6KTile(T int) {
 
 		var g [8]VecVirtual
 		for h := 0; h < 2; h++ {
-			ql0, ql1, qh := YMM(), YMM(), YMM()
-			VMOVDQU(Mem{Base: w, Disp: 64 * h}, ql0)
-			VPSHUFB(lanePair, ql0, ql0)
-			VMOVDQU(Mem{Base: w, Disp: 64*h + 32}, ql1)
-			VPSHUFB(lanePair, ql1, ql1)
-			VMOVDQU(Mem{Base: w, Disp: 128 + 32*h}, qh)
-			VPSHUFB(lanePair, qh, qh)
+			values := q6KHalf(w, h)
 			for k := 0; k < 4; k++ {
-				v, hb := YMM(), YMM()
-				ql := ql0
-				if k%2 == 1 {
-					ql = ql1
-				}
-				if k < 2 {
-					VPAND(mask0F, ql, v)
-				} else {
-					VPSRLW(Imm(4), ql, v)
-					VPAND(mask0F, v, v)
-				}
-				// Word shifts move bits across bytes, but the 0x30 mask
-				// keeps only bits that come from the byte itself.
-				switch k {
-				case 0:
-					VPSLLW(Imm(4), qh, hb)
-				case 1:
-					VPSLLW(Imm(2), qh, hb)
-				case 2:
-					VMOVDQA(qh, hb)
-				case 3:
-					VPSRLW(Imm(2), qh, hb)
-				}
-				VPAND(mask30, hb, hb)
-				VPOR(hb, v, v)
-				g[4*h+k] = v
+				g[4*h+k] = values(k)
 			}
 		}
 		for t := 0; t < T; t++ {
