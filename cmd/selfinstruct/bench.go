@@ -165,6 +165,7 @@ func runBench(cmd *cobra.Command, fl *benchFlags) error {
 		defer pprof.StopCPUProfile()
 	}
 	var results []benchResult
+	var bwBuf []uint64 // filled once, read with each thread count
 	for _, threads := range threadCounts {
 		m, err := model.Load(f, model.Options{Threads: threads})
 		if err != nil {
@@ -179,7 +180,10 @@ func runBench(cmd *cobra.Command, fl *benchFlags) error {
 			WeightBytes: weightBytesPerStep(m),
 		}
 		if !fl.noBW {
-			base.MemReadGBs = measureReadBandwidth(threads, bandwidthBuffer) / 1e9
+			if bwBuf == nil {
+				bwBuf = newBandwidthBuffer(bandwidthBuffer)
+			}
+			base.MemReadGBs = measureReadBandwidth(bwBuf, threads) / 1e9
 		}
 		// A prompt is already a batch of tokens: pp runs once per thread
 		// count, with one sequence, as llama-bench's does; tg runs for every
@@ -356,15 +360,21 @@ func weightBytesPerStep(m *model.Model) int64 {
 // that no cache holds a useful part of it.
 const bandwidthBuffer = 1 << 30
 
-// measureReadBandwidth returns the bytes per second that threads goroutines
-// read from a buffer of size bytes (far larger than the caches), each summing its own
-// contiguous share, as the weight streaming of a mat-vec does: the best of a
-// few passes, after one that faults the pages in.
-func measureReadBandwidth(threads, size int) float64 {
+// newBandwidthBuffer returns size bytes written once, so that every page is
+// real memory before the probe reads them.
+func newBandwidthBuffer(size int) []uint64 {
 	buf := make([]uint64, size/8)
 	for i := range buf {
 		buf[i] = uint64(i)
 	}
+	return buf
+}
+
+// measureReadBandwidth returns the bytes per second that threads goroutines
+// read from buf (far larger than the caches), each summing its own
+// contiguous share, as the weight streaming of a mat-vec does: the best of
+// four passes.
+func measureReadBandwidth(buf []uint64, threads int) float64 {
 	best := 0.0
 	var sink atomic.Uint64
 	for pass := 0; pass < 4; pass++ {

@@ -81,8 +81,9 @@ func TestReadBandwidth(t *testing.T) {
 	if got := sumWords(p); got != want {
 		t.Fatalf("sumWords = %d, want %d", got, want)
 	}
+	buf := newBandwidthBuffer(8 << 20)
 	for _, threads := range []int{1, 3} {
-		bw := measureReadBandwidth(threads, 8<<20)
+		bw := measureReadBandwidth(buf, threads)
 		if !(bw > 1e8 && bw < 1e13) {
 			t.Errorf("%d threads: %g bytes/s", threads, bw)
 		}

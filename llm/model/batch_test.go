@@ -1,12 +1,10 @@
 package model
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -198,14 +196,7 @@ func TestBatcherMatchesLlamaCpp(t *testing.T) {
 	}
 	for _, name := range []string{"llama-spm-small-q4_k_m", "qwen2-small-q8_0"} {
 		t.Run(name, func(t *testing.T) {
-			raw, err := os.ReadFile(filepath.Join(dir, "random", name+".json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var rf refFile
-			if err := json.Unmarshal(raw, &rf); err != nil {
-				t.Fatal(err)
-			}
+			rf := loadRefFile(t, filepath.Join(dir, "random", name+".json"))
 			m := loadModel(t, filepath.Join(dir, "random", rf.Model.File), 2)
 			var prompts [][]int32
 			var n []int

@@ -48,6 +48,20 @@ type refFile struct {
 	Cases []refCase `json:"cases"`
 }
 
+// loadRefFile reads one of the reference JSON files of llama.cpp's outputs.
+func loadRefFile(t *testing.T, path string) refFile {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rf refFile
+	if err := json.Unmarshal(raw, &rf); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return rf
+}
+
 func loadModel(t *testing.T, path string, threads int) *Model {
 	t.Helper()
 	f, err := gguf.Open(path)
@@ -125,14 +139,7 @@ func TestRandomModelsMatchLlamaCpp(t *testing.T) {
 	dir := sharedModels(t)
 	for _, name := range []string{"llama-spm-small-q4_k_m", "qwen2-small-q8_0"} {
 		t.Run(name, func(t *testing.T) {
-			raw, err := os.ReadFile(filepath.Join(dir, "random", name+".json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var rf refFile
-			if err := json.Unmarshal(raw, &rf); err != nil {
-				t.Fatal(err)
-			}
+			rf := loadRefFile(t, filepath.Join(dir, "random", name+".json"))
 			m := loadModel(t, filepath.Join(dir, "random", rf.Model.File), 2)
 			for _, c := range rf.Cases {
 				t.Run(c.Name, func(t *testing.T) {

@@ -332,7 +332,7 @@ func (e *engine) layer(il int, x []float32, a *LayerActivations, n int) {
 	qDim, kvDim := hp.Heads*hp.HeadDim, hp.HeadsKV*hp.HeadDim
 
 	// Attention block.
-	e.rows2(n, &e.rowOps, rowOps{op: opAttnNorm, a: a, x: x, norm: L.AttnNorm})
+	e.rows2(n, rowOps{op: opAttnNorm, a: a, x: x, norm: L.AttnNorm})
 	e.in.set(a.AttnNorm, n, E)
 	e.matmul(a.Q[:n*qDim], L.Wq)
 	e.matmul(a.K[:n*kvDim], L.Wk)
@@ -372,12 +372,12 @@ func (e *engine) layer(il int, x []float32, a *LayerActivations, n int) {
 	}
 
 	// Feed-forward block (SwiGLU).
-	e.rows2(n, &e.rowOps, rowOps{op: opFFNNorm, a: a, norm: L.FFNNorm})
+	e.rows2(n, rowOps{op: opFFNNorm, a: a, norm: L.FFNNorm})
 	F := hp.FF
 	e.in.set(a.FFNNorm, n, E)
 	e.matmul(a.Gate[:n*F], L.Gate)
 	e.matmul(a.Up[:n*F], L.Up)
-	e.rows2(n, &e.rowOps, rowOps{op: opSwiGLU, a: a})
+	e.rows2(n, rowOps{op: opSwiGLU, a: a})
 	e.in.set(a.Act, n, F)
 	e.matmul(a.FFNOut[:n*E], L.Down)
 	for i := range n * E {
@@ -418,11 +418,11 @@ func (j *rowOps) run(_, lo, hi int) {
 
 // rows2 runs job over n token rows, split over the pool two rows or more
 // at a time.
-func (e *engine) rows2(n int, slot *rowOps, job rowOps) {
+func (e *engine) rows2(n int, job rowOps) {
 	job.e = e
-	*slot = job
-	e.pool.parallel(n, 2, slot)
-	*slot = rowOps{}
+	e.rowOps = job // a field, so that passing it to the pool allocates nothing
+	e.pool.parallel(n, 2, &e.rowOps)
+	e.rowOps = rowOps{}
 }
 
 // addBias adds a bias row to every row of x; b nil means no bias.

@@ -62,14 +62,6 @@ func PackQ4_0x8(w []byte, rows, n int) ([]byte, error) {
 	return out, nil
 }
 
-// q4_0Quant is the unsigned nibble of element e of a Q4_0 block.
-func q4_0Quant(block []byte, e int) byte {
-	if e < QK/2 {
-		return block[2+e] & 0x0F
-	}
-	return block[2+e-QK/2] >> 4
-}
-
 // packedQuant is the unsigned nibble of element e of row i in a packed block.
 func packedQuant(block []byte, i, e int) byte {
 	m, j := e/8, e%8

@@ -113,6 +113,14 @@ func TestPackedQ4_0MatchesVecDot(t *testing.T) {
 	}
 }
 
+// q4_0Quant is the unsigned nibble of element e of a Q4_0 block.
+func q4_0Quant(block []byte, e int) byte {
+	if e < QK/2 {
+		return block[2+e] & 0x0F
+	}
+	return block[2+e-QK/2] >> 4
+}
+
 func TestPackQ4_0x8RoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	w := randomQ4_0Matrix(rng, 16, 64, "random")
