@@ -50,10 +50,11 @@ type Weight struct {
 	RowBytes   int
 	Data       []byte
 
-	// packed is a Q4_0 matrix repacked 8 rows at a time (quant.PackQ4_0x8)
-	// where the CPU has kernels for that layout; the products use it, while
-	// Data stays for row lookups (a tied embedding table).
-	packed []byte
+	// packed is the matrix repacked 8 rows at a time in packing's layout
+	// where the CPU has kernels for it; the products use it, while Data
+	// stays for row lookups (a tied embedding table).
+	packed  []byte
+	packing *quant.Packing
 }
 
 // Row returns the bytes of row r.
@@ -144,16 +145,16 @@ func Load(f *gguf.File, opts Options) (*Model, error) {
 	return m, nil
 }
 
-// packQ4_0 lets tests load a model both ways and compare.
-var packQ4_0 = true
+// packMatrices lets tests load a model both ways and compare.
+var packMatrices = true
 
-// packWeights repacks the Q4_0 matrices the CPU multiplies faster in the
-// 8-row interleaved layout (one token's product runs about 3x faster on
-// AVX2; see quant.BenchmarkPackedQ4_0), once, at load, on all cores. It
-// costs a copy of those matrices in memory; the file's pages of them are
-// not read again.
+// packWeights repacks the matrices the CPU multiplies faster in an 8-row
+// interleaved layout (quant.PackingFor; one token's Q4_0 product runs about
+// 3x faster on AVX2, see quant.BenchmarkPackedQ4_0), once, at load, on all
+// cores. It costs a copy of those matrices in memory; the file's pages of
+// them are not read again.
 func (m *Model) packWeights() error {
-	if !packQ4_0 || !quant.PackedQ4_0Pays() {
+	if !packMatrices {
 		return nil
 	}
 	var ws []*Weight
@@ -165,7 +166,7 @@ func (m *Model) packWeights() error {
 	var todo []*Weight
 	seen := map[*Weight]bool{}
 	for _, w := range ws {
-		if w.Type == quant.Q4_0 && w.Rows%8 == 0 && !seen[w] {
+		if quant.PackingFor(w.Type) != nil && w.Rows%8 == 0 && !seen[w] {
 			seen[w] = true
 			todo = append(todo, w)
 		}
@@ -181,12 +182,13 @@ func (m *Model) packWeights() error {
 		wg.Go(func() {
 			for i := range next {
 				w := todo[i]
-				p, err := quant.PackQ4_0x8(w.Data, w.Rows, w.Cols)
+				pk := quant.PackingFor(w.Type)
+				p, err := pk.Pack(w.Data, w.Rows, w.Cols)
 				if err != nil {
 					errs[i] = fmt.Errorf("tensor %s: %w", w.Name, err)
 					continue
 				}
-				w.packed = p
+				w.packed, w.packing = p, pk
 			}
 		})
 	}

@@ -304,9 +304,9 @@ func TestPackedQ4_0MatchesRowMajor(t *testing.T) {
 		if packed.Layers[0].Gate.packed == nil {
 			t.Fatalf("%s: ffn_gate was not packed", sp.arch)
 		}
-		packQ4_0 = false
+		packMatrices = false
 		plain, err := Load(f, Options{Threads: 2})
-		packQ4_0 = true
+		packMatrices = true
 		if err != nil {
 			t.Fatal(err)
 		}

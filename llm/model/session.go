@@ -445,10 +445,11 @@ type actInput struct {
 	n, dim int
 	convs  []actConv
 
-	// q8Aux holds quant.Q8_0Aux of each Q8_0 row, for packed Q4_0 weights.
-	q8Aux      []byte
-	q8AuxSize  int
-	q8AuxValid bool
+	// auxes hold the rows expanded for packed weights, one per kind of
+	// expansion (quant.Packing.AuxName) the model's matrices read.
+	auxes []actAux
+	// batch and maxCols (rounded up to whole K-quant blocks) bound the rows.
+	batch, maxCols int
 
 	// Conversions of several rows are split over the engine's workers
 	// (nil pool: the caller converts alone).
@@ -456,20 +457,27 @@ type actInput struct {
 	conv convJob
 }
 
+// actAux is one expansion of the input rows for packed weights.
+type actAux struct {
+	p     *quant.Packing
+	buf   []byte
+	valid bool
+}
+
 // convJob converts rows [lo, hi) of an actInput to a conversion's type, or
-// expands Q8_0 rows for the packed kernels (aux).
+// expands the converted rows for packed kernels (aux).
 type convJob struct {
 	in  *actInput
 	c   *actConv
-	aux bool
+	aux *actAux
 }
 
 func (j *convJob) run(_, lo, hi int) {
 	in, c := j.in, j.c
-	if j.aux {
-		as := quant.Q8_0AuxBytes(in.dim)
+	if a := j.aux; a != nil {
+		as := a.p.AuxBytes(in.dim)
 		for r := lo; r < hi; r++ {
-			quant.Q8_0Aux(c.buf[r*c.stride:(r+1)*c.stride], in.dim, in.q8Aux[r*as:(r+1)*as])
+			a.p.Aux(c.buf[r*c.stride:(r+1)*c.stride], in.dim, a.buf[r*as:(r+1)*as])
 		}
 		return
 	}
@@ -479,7 +487,7 @@ func (j *convJob) run(_, lo, hi int) {
 }
 
 // convert runs j over the rows, on the pool when there is one.
-func (in *actInput) convert(c *actConv, aux bool) {
+func (in *actInput) convert(c *actConv, aux *actAux) {
 	in.conv = convJob{in: in, c: c, aux: aux}
 	if in.pool == nil {
 		in.conv.run(0, 0, in.n)
@@ -497,20 +505,15 @@ type actConv struct {
 }
 
 func (in *actInput) init(batch, maxCols int) {
+	in.batch, in.maxCols = batch, (maxCols+quant.QKK-1)/quant.QKK*quant.QKK
 	for _, t := range []quant.Type{quant.F32, quant.F16, quant.BF16, quant.Q8_0, quant.Q8_K} {
 		// Row sizes of the padded width bound every real row (a K-quant
 		// row must be a multiple of 256 anyway).
-		w := (maxCols + quant.QKK - 1) / quant.QKK * quant.QKK
-		rb, err := quant.RowBytes(t, w)
+		rb, err := quant.RowBytes(t, in.maxCols)
 		if err != nil {
 			continue
 		}
 		in.convs = append(in.convs, actConv{typ: t, buf: make([]byte, batch*rb)})
-		if t == quant.Q8_0 {
-			// Allocated on first use: about 9x the Q8_0 rows, and only
-			// models with packed matrices read it.
-			in.q8AuxSize = batch * quant.Q8_0AuxBytes(w)
-		}
 	}
 }
 
@@ -519,26 +522,38 @@ func (in *actInput) set(x []float32, n, dim int) {
 	for i := range in.convs {
 		in.convs[i].valid = false
 	}
-	in.q8AuxValid = false
+	for i := range in.auxes {
+		in.auxes[i].valid = false
+	}
 }
 
-// aux returns the rows' Q8_0Aux expansion and its stride.
-func (in *actInput) aux() (aux []byte, auxStride int) {
-	if _, _, err := in.as(quant.Q8_0); err != nil {
-		panic(err) // init always sets up Q8_0
+// aux returns the rows expanded for packing p, and the stride of a row.
+func (in *actInput) aux(p *quant.Packing) (aux []byte, auxStride int) {
+	t := quant.VecDotType(p.Type)
+	if _, _, err := in.as(t); err != nil {
+		panic(err) // Load accepts only types whose vec-dot type init sets up
 	}
-	if !in.q8AuxValid {
-		if in.q8Aux == nil {
-			in.q8Aux = make([]byte, in.q8AuxSize)
+	var a *actAux
+	for i := range in.auxes {
+		if in.auxes[i].p.AuxName == p.AuxName {
+			a = &in.auxes[i]
 		}
+	}
+	if a == nil {
+		// Allocated on first use, for the widest row: several times the
+		// size of the converted rows, and only packed matrices read it.
+		in.auxes = append(in.auxes, actAux{p: p, buf: make([]byte, in.batch*p.AuxBytes(in.maxCols))})
+		a = &in.auxes[len(in.auxes)-1]
+	}
+	if !a.valid {
 		for i := range in.convs {
-			if in.convs[i].typ == quant.Q8_0 {
-				in.convert(&in.convs[i], true)
+			if in.convs[i].typ == t {
+				in.convert(&in.convs[i], a)
 			}
 		}
-		in.q8AuxValid = true
+		a.valid = true
 	}
-	return in.q8Aux, quant.Q8_0AuxBytes(in.dim)
+	return a.buf, p.AuxBytes(in.dim)
 }
 
 // as returns the input rows converted to type t, converting on first use.
@@ -554,7 +569,7 @@ func (in *actInput) as(t quant.Type) ([]byte, int, error) {
 				return nil, 0, err
 			}
 			c.stride = rb
-			in.convert(c, false)
+			in.convert(c, nil)
 			c.valid = true
 		}
 		return c.buf, c.stride, nil
@@ -567,7 +582,7 @@ func (in *actInput) as(t quant.Type) ([]byte, int, error) {
 // once for the whole batch.
 func (e *engine) matmul(out []float32, w *Weight) {
 	if w.packed != nil {
-		aux, auxStride := e.in.aux()
+		aux, auxStride := e.in.aux(w.packing)
 		e.pm = packedJob{w: w, aux: aux, auxStride: auxStride, n: e.in.n, out: out}
 		e.pool.parallel(w.Rows/8, 2, &e.pm)
 		return
@@ -589,8 +604,7 @@ type matmulJob struct {
 	out    []float32
 }
 
-// packedJob is matmulJob for a packed Q4_0 matrix, split over groups of 8
-// rows.
+// packedJob is matmulJob for a packed matrix, split over groups of 8 rows.
 type packedJob struct {
 	w         *Weight
 	aux       []byte
@@ -599,7 +613,7 @@ type packedJob struct {
 	out       []float32
 }
 
-// packedTileBytes bounds the packed weights one DotPackedQ4_0 call covers:
+// packedTileBytes bounds the packed weights one Packing.Dot call covers:
 // the kernels pass over them once per 4 tokens, so they should stay in L2
 // next to four tokens' expanded activations while the step's tokens go by.
 const packedTileBytes = 96 << 10
@@ -610,7 +624,7 @@ func (j *packedJob) run(_, lo, hi int) {
 	tile := max(1, packedTileBytes/gb)
 	for g0 := lo; g0 < hi; g0 += tile {
 		g1 := min(g0+tile, hi)
-		quant.DotPackedQ4_0(w.Cols, w.packed[g0*gb:g1*gb], j.aux, j.auxStride, j.n, j.out[8*g0:], w.Rows)
+		w.packing.Dot(w.Cols, w.packed[g0*gb:g1*gb], j.aux, j.auxStride, j.n, j.out[8*g0:], w.Rows)
 	}
 }
 

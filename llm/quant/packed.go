@@ -122,6 +122,27 @@ func Q8_0Aux(x []byte, n int, aux []byte) {
 // rows x_t given by their Q8_0Aux expansions at aux[t*auxStride:]. Results
 // are exactly VecDot's on the unpacked rows. Wrong sizes panic.
 func DotPackedQ4_0(n int, w []byte, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
+	dotPackedQ4_0(dotPackedQ4_0Group, n, w, aux, auxStride, tokens, dst, dstStride)
+}
+
+func init() {
+	registerPacking(&Packing{
+		Type:        Q4_0,
+		Pack:        PackQ4_0x8,
+		AuxName:     "q8_0",
+		AuxBytes:    Q8_0AuxBytes,
+		Aux:         Q8_0Aux,
+		Dot:         DotPackedQ4_0,
+		accelerated: PackedQ4_0Pays,
+		dotGeneric: func(n int, w, aux []byte, auxStride, tokens int, dst []float32, dstStride int) {
+			dotPackedQ4_0(dotPackedQ4_0GroupGeneric, n, w, aux, auxStride, tokens, dst, dstStride)
+		},
+	})
+}
+
+type packedGroupFunc func(w []byte, nb int, aux []byte, auxStride int, tokens int, dst []float32, dstStride int)
+
+func dotPackedQ4_0(group packedGroupFunc, n int, w []byte, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
 	nb := n / QK
 	gb := nb * PackedQ4_0BlockBytes
 	if n <= 0 || n%QK != 0 || len(w)%gb != 0 {
@@ -140,7 +161,7 @@ func DotPackedQ4_0(n int, w []byte, aux []byte, auxStride int, tokens int, dst [
 	for t := 0; t < tokens; t += 4 {
 		k := min(4, tokens-t)
 		for g := 0; g < groups; g++ {
-			dotPackedQ4_0Group(w[g*gb:(g+1)*gb], nb, aux[t*auxStride:], auxStride, k, dst[t*dstStride+8*g:], dstStride)
+			group(w[g*gb:(g+1)*gb], nb, aux[t*auxStride:], auxStride, k, dst[t*dstStride+8*g:], dstStride)
 		}
 	}
 }
