@@ -23,8 +23,17 @@ func Quantize(t Type, src []float32) ([]byte, error) {
 	return dst, nil
 }
 
+// quantizeRowKernels optionally holds architecture kernels for whole rows
+// (quantize_amd64.go); each must write exactly the bytes the reference below
+// writes.
+var quantizeRowKernels [numTypes]func(src []float32, dst []byte)
+
 // quantizeInto assumes dst has exactly RowBytes(t, len(src)) bytes.
 func quantizeInto(t Type, src []float32, dst []byte) {
+	if k := quantizeRowKernels[t]; k != nil {
+		k(src, dst)
+		return
+	}
 	switch t {
 	case F32:
 		for i, f := range src {
