@@ -1,0 +1,260 @@
+package quant
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// Q6_K weights repacked eight rows at a time (see Packing). The reference
+// (ggml's scalar kernel) sums each row's integer products in 8 classes,
+// element index mod 8, and scales each class into its own float partial
+// sum, so, as for Q4_K, the layout keeps the classes apart and each lane
+// holds one row. Per class l and 64-element part jj (16-element scale
+// groups 4jj..4jj+3) a lane needs the row's 8 quants of that class in the
+// part, in the order of Q8KAux's quads: for half h = 0 the elements
+// e = 64jj+l + 0, 8, 32, 40 and for h = 1 the same plus 16. A quad's first
+// two elements lie in group 4jj+h and its last two in group 4jj+h+2, so one
+// VPMADDUBSW of the unsigned quants q (0..63) against the quad gives per
+// lane the words (Σq·x of the first group, Σq·x of the second), each at
+// most 2·63·128 in magnitude; subtracting 32·Σx of the same pairs (the
+// -32 of q-32, from Q6KAux) and one VPMADDWD with the words
+// (scale_4jj+h, scale_4jj+h+2) give the row's exact scaled class sum for
+// the half.
+//
+// The 6-bit quants keep their 6 bits (the layout is exactly as large as the
+// 8 rows' own blocks; decoding is bandwidth-bound on one token): each
+// half-0 quant takes a byte's low 6 bits whose top 2 bits carry the top 2
+// bits of the half-1 quant in the same place, and the half-1 quants' low
+// nibbles of two parts share a nibble vector. So q0 = P & 63 and
+// q1 = (P>>2 & 48) | (N>>4·(jj%2) & 15), five or six operations per part.
+//
+// A packed block of 8 rows (one 256-element super-block of each) is:
+//
+//	[0:16)      the rows' f16 d, row 0 first
+//	[16:144)    scales: 16 bytes per (jj, h), chunk 2jj+h, row i's int8
+//	            (scale_4jj+h, scale_4jj+h+2) at bytes 2i, 2i+1
+//	[144:1680)  192 bytes per class l: the vectors P(l,0), P(l,1),
+//	            N(l,0), P(l,2), P(l,3), N(l,2); in P(l,jj) lane i's byte k
+//	            is q(e_0k) | (q(e_1k)>>4)<<6 of row i, in N(l,jj) it is
+//	            q(e_1k)&15 of part jj | (q(e_1k)&15 of part jj+1)<<4, where
+//	            e_hk is element 64jj+l+16h+(0, 8, 32, 40)[k]
+const PackedQ6KBlockBytes = 8 * q6KBytes
+
+const (
+	pkQ6KScales     = 16
+	pkQ6KQuants     = 144
+	pkQ6KClassBytes = 192
+)
+
+// q6KQuadOffsets are the offsets of a quad's elements from 64jj+l+16h.
+var q6KQuadOffsets = [4]int{0, 8, 32, 40}
+
+// pkQ6KP and pkQ6KN are the offsets of vectors P(l,jj) and N(l,jj) in a
+// packed block (N(l,jj) for odd jj is N(l,jj-1), read by its high nibbles).
+func pkQ6KP(l, jj int) int { return pkQ6KQuants + pkQ6KClassBytes*l + 96*(jj/2) + 32*(jj%2) }
+func pkQ6KN(l, jj int) int { return pkQ6KQuants + pkQ6KClassBytes*l + 96*(jj/2) + 64 }
+
+// PackQ6Kx8 returns the packed form of a row-major Q6_K matrix of rows rows
+// of n elements (rows a multiple of 8, n of 256).
+func PackQ6Kx8(w []byte, rows, n int) ([]byte, error) {
+	if rows%8 != 0 || rows <= 0 {
+		return nil, fmt.Errorf("quant: PackQ6Kx8: %d rows is not a positive multiple of 8", rows)
+	}
+	rb, err := RowBytes(Q6_K, n)
+	if err != nil {
+		return nil, fmt.Errorf("quant: PackQ6Kx8: %w", err)
+	}
+	if len(w) != rb*rows {
+		return nil, fmt.Errorf("quant: PackQ6Kx8: %d bytes for %d rows of %d bytes", len(w), rows, rb)
+	}
+	nb := n / QKK
+	out := make([]byte, len(w))
+	var q [QKK]byte // one row's block, unsigned quants 0..63
+	for g := 0; g < rows/8; g++ {
+		for b := 0; b < nb; b++ {
+			dst := out[(g*nb+b)*PackedQ6KBlockBytes:][:PackedQ6KBlockBytes]
+			for i := 0; i < 8; i++ {
+				src := (*[q6KBytes]byte)(w[(8*g+i)*rb+b*q6KBytes:])
+				copy(dst[2*i:2*i+2], src[q6KD:q6KD+2])
+				for jj := 0; jj < 4; jj++ {
+					for h := 0; h < 2; h++ {
+						c := dst[pkQ6KScales+16*(2*jj+h)+2*i:]
+						c[0] = src[q6KScales+4*jj+h]
+						c[1] = src[q6KScales+4*jj+h+2]
+					}
+				}
+				for half := 0; half < 2; half++ {
+					ql := src[64*half : 64*half+64]
+					qh := src[q6KQh+32*half : q6KQh+32*half+32]
+					for l := 0; l < 32; l++ {
+						q1, q2, q3, q4 := q6KValues(ql, qh, l)
+						e := 128*half + l
+						q[e], q[e+32], q[e+64], q[e+96] = byte(q1+32), byte(q2+32), byte(q3+32), byte(q4+32)
+					}
+				}
+				for l := 0; l < 8; l++ {
+					for jj := 0; jj < 4; jj++ {
+						p := dst[pkQ6KP(l, jj)+4*i:][:4]
+						nv := dst[pkQ6KN(l, jj)+4*i:][:4]
+						for k, o := range q6KQuadOffsets {
+							e0 := 64*jj + l + o
+							q0, q1 := q[e0], q[e0+16]
+							p[k] = q0 | q1>>4<<6
+							nv[k] |= (q1 & 15) << (4 * (jj % 2))
+						}
+					}
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// packedQ6KQuant returns the unsigned quant (0..63) of element
+// 64jj+l+16h+q6KQuadOffsets[k] of row i in a packed block.
+func packedQ6KQuant(blk []byte, i, l, jj, h, k int) int32 {
+	p := blk[pkQ6KP(l, jj)+4*i+k]
+	if h == 0 {
+		return int32(p & 63)
+	}
+	nib := blk[pkQ6KN(l, jj)+4*i+k] >> (4 * (jj % 2)) & 15
+	return int32(p>>6<<4 | nib)
+}
+
+// Q6KAuxBlockBytes is the size of one block of Q6KAux's expansion: a block
+// of Q8KAux's (whose quads the Q6_K kernels read), then 64 dwords, dword
+// 2(4l+jj)+h for the quad of vector 2(4l+jj)+h there: the words
+// 32·(x(e)+x(e+8)), 32·(x(e+32)+x(e+40)), e = 64jj+l+16h, which undo the
+// +32 of the unsigned quants (|32·Σ| ≤ 8192 fits a word).
+const Q6KAuxBlockBytes = Q8KAuxBlockBytes + 64*4
+
+// q6KAuxOffsets is where the offset words start in a Q6KAux block.
+const q6KAuxOffsets = Q8KAuxBlockBytes
+
+// Q6KAuxBytes is the size of Q6KAux's output for a row of n elements.
+func Q6KAuxBytes(n int) int { return n / QKK * Q6KAuxBlockBytes }
+
+// Q6KAux writes x (one Q8_K row of n elements) expanded for the packed
+// Q6_K kernels. It is computed once per activation row.
+func Q6KAux(x []byte, n int, aux []byte) {
+	nb := n / QKK
+	if n%QKK != 0 || len(x) != nb*q8KBytes || len(aux) != nb*Q6KAuxBlockBytes {
+		panic(fmt.Sprintf("quant: Q6KAux n=%d: %d bytes of activations, %d of aux", n, len(x), len(aux)))
+	}
+	le := binary.LittleEndian
+	for b := 0; b < nb; b++ {
+		xb := x[b*q8KBytes:][:q8KBytes]
+		ab := aux[b*Q6KAuxBlockBytes:][:Q6KAuxBlockBytes]
+		Q8KAux(xb, QKK, ab[:Q8KAuxBlockBytes])
+		qs := xb[q8KQs : q8KQs+QKK]
+		for v := 0; v < 64; v++ {
+			lj, h := v/2, v%2
+			l, jj := lj/4, lj%4
+			e := 64*jj + l + 16*h
+			lo := 32 * (int16(int8(qs[e])) + int16(int8(qs[e+8])))
+			hi := 32 * (int16(int8(qs[e+32])) + int16(int8(qs[e+40])))
+			le.PutUint32(ab[q6KAuxOffsets+4*v:], uint32(uint16(lo))|uint32(uint16(hi))<<16)
+		}
+	}
+}
+
+// DotPackedQ6K is Packing.Dot for Q6_K.
+func DotPackedQ6K(n int, w []byte, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
+	dotPackedQ6K(dotPackedQ6KGroup, n, w, aux, auxStride, tokens, dst, dstStride)
+}
+
+func init() {
+	registerPacking(&Packing{
+		Type:        Q6_K,
+		Pack:        PackQ6Kx8,
+		AuxName:     "q8_k+q6_k",
+		AuxBytes:    Q6KAuxBytes,
+		Aux:         Q6KAux,
+		Dot:         DotPackedQ6K,
+		accelerated: func() bool { return packedQ6KAccelerated },
+		dotGeneric: func(n int, w, aux []byte, auxStride, tokens int, dst []float32, dstStride int) {
+			dotPackedQ6K(dotPackedQ6KGroupGeneric, n, w, aux, auxStride, tokens, dst, dstStride)
+		},
+	})
+}
+
+func dotPackedQ6K(group packedGroupFunc, n int, w []byte, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
+	nb := n / QKK
+	gb := nb * PackedQ6KBlockBytes
+	if n <= 0 || n%QKK != 0 || len(w)%gb != 0 {
+		panic(fmt.Sprintf("quant: DotPackedQ6K n=%d: %d bytes of packed weights", n, len(w)))
+	}
+	groups := len(w) / gb
+	rows := 8 * groups
+	ab := Q6KAuxBytes(n)
+	if tokens < 0 || tokens > 0 && (auxStride < ab || dstStride < rows ||
+		len(aux) < (tokens-1)*auxStride+ab || len(dst) < (tokens-1)*dstStride+rows) {
+		panic(fmt.Sprintf("quant: DotPackedQ6K n=%d rows=%d tokens=%d: sizes aux %d/%d dst %d/%d",
+			n, rows, tokens, len(aux), auxStride, len(dst), dstStride))
+	}
+	// A few tokens at a time over all the groups: the groups' weights stay
+	// in L2 while those tokens' activations pass over them.
+	for t := 0; t < tokens; t += packedQ6KTokens {
+		k := min(packedQ6KTokens, tokens-t)
+		for g := 0; g < groups; g++ {
+			group(w[g*gb:(g+1)*gb], nb, aux[t*auxStride:], auxStride, k, dst[t*dstStride+8*g:], dstStride)
+		}
+	}
+}
+
+// packedQ6KTokens is how many tokens one group call takes at most.
+const packedQ6KTokens = 4
+
+// dotPackedQ6KGroup computes one group of 8 rows for up to
+// packedQ6KTokens tokens; an architecture file may replace it with a
+// kernel that returns the same bits, and then sets packedQ6KAccelerated.
+var (
+	dotPackedQ6KGroup    packedGroupFunc = dotPackedQ6KGroupGeneric
+	packedQ6KAccelerated bool
+)
+
+// dotPackedQ6KGroupGeneric follows vecDotQ6KQ8K's arithmetic row by row,
+// reading the packed layout and the expansion the way the kernels do:
+// unsigned quants against the quads, minus the offset words, times the
+// scales.
+func dotPackedQ6KGroupGeneric(w []byte, nb int, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
+	le := binary.LittleEndian
+	for t := 0; t < tokens; t++ {
+		at := aux[t*auxStride:]
+		for i := 0; i < 8; i++ {
+			var sums [8]float32
+			for b := 0; b < nb; b++ {
+				blk := w[b*PackedQ6KBlockBytes:][:PackedQ6KBlockBytes]
+				ab := at[b*Q6KAuxBlockBytes:][:Q6KAuxBlockBytes]
+				var lanes [8]int32
+				for l := 0; l < 8; l++ {
+					for jj := 0; jj < 4; jj++ {
+						for h := 0; h < 2; h++ {
+							v := 2*(4*l+jj) + h
+							quad := ab[32*v:][:4]
+							var words [2]int32
+							for k := 0; k < 4; k++ {
+								words[k/2] += packedQ6KQuant(blk, i, l, jj, h, k) * int32(int8(quad[k]))
+							}
+							off := ab[q6KAuxOffsets+4*v:]
+							words[0] -= int32(int16(le.Uint16(off)))
+							words[1] -= int32(int16(le.Uint16(off[2:])))
+							sc := blk[pkQ6KScales+16*(2*jj+h)+2*i:]
+							lanes[l] += int32(int8(sc[0]))*words[0] + int32(int8(sc[1]))*words[1]
+						}
+					}
+				}
+				d := f16At(blk, 2*i) * math.Float32frombits(le.Uint32(ab[q8KAuxScale:]))
+				for l := range sums {
+					sums[l] += float32(d * float32(lanes[l]))
+				}
+			}
+			var sumf float32
+			for _, s := range sums {
+				sumf += s
+			}
+			dst[t*dstStride+i] = sumf
+		}
+	}
+}
