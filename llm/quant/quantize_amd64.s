@@ -74,16 +74,6 @@ DATA quantNearestBias<>+24(SB)/4, $0x00400000
 DATA quantNearestBias<>+28(SB)/4, $0x00400000
 GLOBL quantNearestBias<>(SB), RODATA|NOPTR, $32
 
-DATA quantInt127<>+0(SB)/4, $0x0000007f
-DATA quantInt127<>+4(SB)/4, $0x0000007f
-DATA quantInt127<>+8(SB)/4, $0x0000007f
-DATA quantInt127<>+12(SB)/4, $0x0000007f
-DATA quantInt127<>+16(SB)/4, $0x0000007f
-DATA quantInt127<>+20(SB)/4, $0x0000007f
-DATA quantInt127<>+24(SB)/4, $0x0000007f
-DATA quantInt127<>+28(SB)/4, $0x0000007f
-GLOBL quantInt127<>(SB), RODATA|NOPTR, $32
-
 DATA quantBytes1<>+0(SB)/4, $0x01010101
 DATA quantBytes1<>+4(SB)/4, $0x01010101
 DATA quantBytes1<>+8(SB)/4, $0x01010101
@@ -311,22 +301,18 @@ q8k_scan:
 	VADDPS       quantNearestMagic<>+0(SB), Y1, Y1
 	VPAND        quantMantMask<>+0(SB), Y1, Y1
 	VPSUBD       quantNearestBias<>+0(SB), Y1, Y1
-	VPMINSD      quantInt127<>+0(SB), Y1, Y1
 	VMULPS       32(AX), Y0, Y2
 	VADDPS       quantNearestMagic<>+0(SB), Y2, Y2
 	VPAND        quantMantMask<>+0(SB), Y2, Y2
 	VPSUBD       quantNearestBias<>+0(SB), Y2, Y2
-	VPMINSD      quantInt127<>+0(SB), Y2, Y2
 	VMULPS       64(AX), Y0, Y3
 	VADDPS       quantNearestMagic<>+0(SB), Y3, Y3
 	VPAND        quantMantMask<>+0(SB), Y3, Y3
 	VPSUBD       quantNearestBias<>+0(SB), Y3, Y3
-	VPMINSD      quantInt127<>+0(SB), Y3, Y3
 	VMULPS       96(AX), Y0, Y4
 	VADDPS       quantNearestMagic<>+0(SB), Y4, Y4
 	VPAND        quantMantMask<>+0(SB), Y4, Y4
 	VPSUBD       quantNearestBias<>+0(SB), Y4, Y4
-	VPMINSD      quantInt127<>+0(SB), Y4, Y4
 	VPAND        quantLowByte<>+0(SB), Y1, Y1
 	VPAND        quantLowByte<>+0(SB), Y2, Y2
 	VPAND        quantLowByte<>+0(SB), Y3, Y3
@@ -344,22 +330,18 @@ q8k_scan:
 	VADDPS       quantNearestMagic<>+0(SB), Y1, Y1
 	VPAND        quantMantMask<>+0(SB), Y1, Y1
 	VPSUBD       quantNearestBias<>+0(SB), Y1, Y1
-	VPMINSD      quantInt127<>+0(SB), Y1, Y1
 	VMULPS       160(AX), Y0, Y3
 	VADDPS       quantNearestMagic<>+0(SB), Y3, Y3
 	VPAND        quantMantMask<>+0(SB), Y3, Y3
 	VPSUBD       quantNearestBias<>+0(SB), Y3, Y3
-	VPMINSD      quantInt127<>+0(SB), Y3, Y3
 	VMULPS       192(AX), Y0, Y4
 	VADDPS       quantNearestMagic<>+0(SB), Y4, Y4
 	VPAND        quantMantMask<>+0(SB), Y4, Y4
 	VPSUBD       quantNearestBias<>+0(SB), Y4, Y4
-	VPMINSD      quantInt127<>+0(SB), Y4, Y4
 	VMULPS       224(AX), Y0, Y5
 	VADDPS       quantNearestMagic<>+0(SB), Y5, Y5
 	VPAND        quantMantMask<>+0(SB), Y5, Y5
 	VPSUBD       quantNearestBias<>+0(SB), Y5, Y5
-	VPMINSD      quantInt127<>+0(SB), Y5, Y5
 	VPAND        quantLowByte<>+0(SB), Y1, Y1
 	VPAND        quantLowByte<>+0(SB), Y3, Y3
 	VPAND        quantLowByte<>+0(SB), Y4, Y4
@@ -378,22 +360,18 @@ q8k_scan:
 	VADDPS       quantNearestMagic<>+0(SB), Y1, Y1
 	VPAND        quantMantMask<>+0(SB), Y1, Y1
 	VPSUBD       quantNearestBias<>+0(SB), Y1, Y1
-	VPMINSD      quantInt127<>+0(SB), Y1, Y1
 	VMULPS       288(AX), Y0, Y3
 	VADDPS       quantNearestMagic<>+0(SB), Y3, Y3
 	VPAND        quantMantMask<>+0(SB), Y3, Y3
 	VPSUBD       quantNearestBias<>+0(SB), Y3, Y3
-	VPMINSD      quantInt127<>+0(SB), Y3, Y3
 	VMULPS       320(AX), Y0, Y4
 	VADDPS       quantNearestMagic<>+0(SB), Y4, Y4
 	VPAND        quantMantMask<>+0(SB), Y4, Y4
 	VPSUBD       quantNearestBias<>+0(SB), Y4, Y4
-	VPMINSD      quantInt127<>+0(SB), Y4, Y4
 	VMULPS       352(AX), Y0, Y5
 	VADDPS       quantNearestMagic<>+0(SB), Y5, Y5
 	VPAND        quantMantMask<>+0(SB), Y5, Y5
 	VPSUBD       quantNearestBias<>+0(SB), Y5, Y5
-	VPMINSD      quantInt127<>+0(SB), Y5, Y5
 	VPAND        quantLowByte<>+0(SB), Y1, Y1
 	VPAND        quantLowByte<>+0(SB), Y3, Y3
 	VPAND        quantLowByte<>+0(SB), Y4, Y4
@@ -411,22 +389,18 @@ q8k_scan:
 	VADDPS       quantNearestMagic<>+0(SB), Y1, Y1
 	VPAND        quantMantMask<>+0(SB), Y1, Y1
 	VPSUBD       quantNearestBias<>+0(SB), Y1, Y1
-	VPMINSD      quantInt127<>+0(SB), Y1, Y1
 	VMULPS       416(AX), Y0, Y4
 	VADDPS       quantNearestMagic<>+0(SB), Y4, Y4
 	VPAND        quantMantMask<>+0(SB), Y4, Y4
 	VPSUBD       quantNearestBias<>+0(SB), Y4, Y4
-	VPMINSD      quantInt127<>+0(SB), Y4, Y4
 	VMULPS       448(AX), Y0, Y5
 	VADDPS       quantNearestMagic<>+0(SB), Y5, Y5
 	VPAND        quantMantMask<>+0(SB), Y5, Y5
 	VPSUBD       quantNearestBias<>+0(SB), Y5, Y5
-	VPMINSD      quantInt127<>+0(SB), Y5, Y5
 	VMULPS       480(AX), Y0, Y6
 	VADDPS       quantNearestMagic<>+0(SB), Y6, Y6
 	VPAND        quantMantMask<>+0(SB), Y6, Y6
 	VPSUBD       quantNearestBias<>+0(SB), Y6, Y6
-	VPMINSD      quantInt127<>+0(SB), Y6, Y6
 	VPAND        quantLowByte<>+0(SB), Y1, Y1
 	VPAND        quantLowByte<>+0(SB), Y4, Y4
 	VPAND        quantLowByte<>+0(SB), Y5, Y5
@@ -446,22 +420,18 @@ q8k_scan:
 	VADDPS       quantNearestMagic<>+0(SB), Y1, Y1
 	VPAND        quantMantMask<>+0(SB), Y1, Y1
 	VPSUBD       quantNearestBias<>+0(SB), Y1, Y1
-	VPMINSD      quantInt127<>+0(SB), Y1, Y1
 	VMULPS       544(AX), Y0, Y3
 	VADDPS       quantNearestMagic<>+0(SB), Y3, Y3
 	VPAND        quantMantMask<>+0(SB), Y3, Y3
 	VPSUBD       quantNearestBias<>+0(SB), Y3, Y3
-	VPMINSD      quantInt127<>+0(SB), Y3, Y3
 	VMULPS       576(AX), Y0, Y4
 	VADDPS       quantNearestMagic<>+0(SB), Y4, Y4
 	VPAND        quantMantMask<>+0(SB), Y4, Y4
 	VPSUBD       quantNearestBias<>+0(SB), Y4, Y4
-	VPMINSD      quantInt127<>+0(SB), Y4, Y4
 	VMULPS       608(AX), Y0, Y5
 	VADDPS       quantNearestMagic<>+0(SB), Y5, Y5
 	VPAND        quantMantMask<>+0(SB), Y5, Y5
 	VPSUBD       quantNearestBias<>+0(SB), Y5, Y5
-	VPMINSD      quantInt127<>+0(SB), Y5, Y5
 	VPAND        quantLowByte<>+0(SB), Y1, Y1
 	VPAND        quantLowByte<>+0(SB), Y3, Y3
 	VPAND        quantLowByte<>+0(SB), Y4, Y4
@@ -479,22 +449,18 @@ q8k_scan:
 	VADDPS       quantNearestMagic<>+0(SB), Y1, Y1
 	VPAND        quantMantMask<>+0(SB), Y1, Y1
 	VPSUBD       quantNearestBias<>+0(SB), Y1, Y1
-	VPMINSD      quantInt127<>+0(SB), Y1, Y1
 	VMULPS       672(AX), Y0, Y4
 	VADDPS       quantNearestMagic<>+0(SB), Y4, Y4
 	VPAND        quantMantMask<>+0(SB), Y4, Y4
 	VPSUBD       quantNearestBias<>+0(SB), Y4, Y4
-	VPMINSD      quantInt127<>+0(SB), Y4, Y4
 	VMULPS       704(AX), Y0, Y5
 	VADDPS       quantNearestMagic<>+0(SB), Y5, Y5
 	VPAND        quantMantMask<>+0(SB), Y5, Y5
 	VPSUBD       quantNearestBias<>+0(SB), Y5, Y5
-	VPMINSD      quantInt127<>+0(SB), Y5, Y5
 	VMULPS       736(AX), Y0, Y6
 	VADDPS       quantNearestMagic<>+0(SB), Y6, Y6
 	VPAND        quantMantMask<>+0(SB), Y6, Y6
 	VPSUBD       quantNearestBias<>+0(SB), Y6, Y6
-	VPMINSD      quantInt127<>+0(SB), Y6, Y6
 	VPAND        quantLowByte<>+0(SB), Y1, Y1
 	VPAND        quantLowByte<>+0(SB), Y4, Y4
 	VPAND        quantLowByte<>+0(SB), Y5, Y5
@@ -513,22 +479,18 @@ q8k_scan:
 	VADDPS       quantNearestMagic<>+0(SB), Y1, Y1
 	VPAND        quantMantMask<>+0(SB), Y1, Y1
 	VPSUBD       quantNearestBias<>+0(SB), Y1, Y1
-	VPMINSD      quantInt127<>+0(SB), Y1, Y1
 	VMULPS       800(AX), Y0, Y4
 	VADDPS       quantNearestMagic<>+0(SB), Y4, Y4
 	VPAND        quantMantMask<>+0(SB), Y4, Y4
 	VPSUBD       quantNearestBias<>+0(SB), Y4, Y4
-	VPMINSD      quantInt127<>+0(SB), Y4, Y4
 	VMULPS       832(AX), Y0, Y5
 	VADDPS       quantNearestMagic<>+0(SB), Y5, Y5
 	VPAND        quantMantMask<>+0(SB), Y5, Y5
 	VPSUBD       quantNearestBias<>+0(SB), Y5, Y5
-	VPMINSD      quantInt127<>+0(SB), Y5, Y5
 	VMULPS       864(AX), Y0, Y6
 	VADDPS       quantNearestMagic<>+0(SB), Y6, Y6
 	VPAND        quantMantMask<>+0(SB), Y6, Y6
 	VPSUBD       quantNearestBias<>+0(SB), Y6, Y6
-	VPMINSD      quantInt127<>+0(SB), Y6, Y6
 	VPAND        quantLowByte<>+0(SB), Y1, Y1
 	VPAND        quantLowByte<>+0(SB), Y4, Y4
 	VPAND        quantLowByte<>+0(SB), Y5, Y5
@@ -546,22 +508,18 @@ q8k_scan:
 	VADDPS       quantNearestMagic<>+0(SB), Y1, Y1
 	VPAND        quantMantMask<>+0(SB), Y1, Y1
 	VPSUBD       quantNearestBias<>+0(SB), Y1, Y1
-	VPMINSD      quantInt127<>+0(SB), Y1, Y1
 	VMULPS       928(AX), Y0, Y5
 	VADDPS       quantNearestMagic<>+0(SB), Y5, Y5
 	VPAND        quantMantMask<>+0(SB), Y5, Y5
 	VPSUBD       quantNearestBias<>+0(SB), Y5, Y5
-	VPMINSD      quantInt127<>+0(SB), Y5, Y5
 	VMULPS       960(AX), Y0, Y6
 	VADDPS       quantNearestMagic<>+0(SB), Y6, Y6
 	VPAND        quantMantMask<>+0(SB), Y6, Y6
 	VPSUBD       quantNearestBias<>+0(SB), Y6, Y6
-	VPMINSD      quantInt127<>+0(SB), Y6, Y6
 	VMULPS       992(AX), Y0, Y0
 	VADDPS       quantNearestMagic<>+0(SB), Y0, Y0
 	VPAND        quantMantMask<>+0(SB), Y0, Y0
 	VPSUBD       quantNearestBias<>+0(SB), Y0, Y0
-	VPMINSD      quantInt127<>+0(SB), Y0, Y0
 	VPAND        quantLowByte<>+0(SB), Y1, Y1
 	VPAND        quantLowByte<>+0(SB), Y5, Y5
 	VPAND        quantLowByte<>+0(SB), Y6, Y6

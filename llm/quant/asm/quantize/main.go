@@ -26,9 +26,13 @@
 // saturating packs keeps exactly that.
 //
 // Q8_K: nearestInt is a float trick (add 1.5·2^23, keep the low 23 bits of
-// the result, subtract 2^22) that the kernel performs lane by lane, then
-// min(127, ·) and the low byte, as the reference does. Its bsums are exact
-// integer sums of the stored int8 quants. The first element of largest
+// the result, subtract 2^22) that the kernel performs lane by lane before
+// keeping the low byte, as the reference does. The reference's min(127, ·)
+// never binds, so the kernel leaves it out: |v| <= |max| and iscale =
+// fl(-127/max) give |fl(iscale·v)| <= 127·(1+2^-24)^2 < 127.5, and when
+// iscale overflows to ±Inf the products are ±Inf or NaN, for which
+// nearestInt gives -2^22 or 0. Its bsums are exact integer sums of the
+// stored int8 quants. The first element of largest
 // magnitude (the reference keeps the first on ties) is found by a scan that
 // compares |x| with the block's maximum.
 //
@@ -57,8 +61,8 @@ const (
 
 var (
 	absMask, signMask, belowHalf, lowByte, dwordInterleave Mem
-	mantMask, nearestMagic, nearestBias, int127, bytes1, words1 Mem
-	f127, fMinus127, f1                                         Mem
+	mantMask, nearestMagic, nearestBias, bytes1, words1    Mem
+	f127, fMinus127, f1                                    Mem
 )
 
 func main() {
@@ -71,7 +75,6 @@ func main() {
 	mantMask = constDwords("quantMantMask", 0x007fffff, 8)
 	nearestMagic = constDwords("quantNearestMagic", math.Float32bits(12582912), 8)
 	nearestBias = constDwords("quantNearestBias", 0x00400000, 8)
-	int127 = constDwords("quantInt127", 127, 8)
 	bytes1 = constDwords("quantBytes1", 0x01010101, 8)
 	words1 = constDwords("quantWords1", 0x00010001, 8)
 	f127 = constDwords("quantF127", math.Float32bits(127), 1)
@@ -265,7 +268,6 @@ func genQ8K() {
 				VADDPS(nearestMagic, v[k], v[k])
 				VPAND(mantMask, v[k], v[k])
 				VPSUBD(nearestBias, v[k], v[k])
-				VPMINSD(int127, v[k], v[k])
 			}
 			q := packLowBytes(v, Mem{Base: y, Disp: q8KQs + 32*g})
 			// Sums of 4 quants per dword; a 128-bit lane is one bsum.
