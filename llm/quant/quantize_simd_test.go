@@ -393,3 +393,26 @@ func BenchmarkQuantizeRowKernels(b *testing.B) {
 		}
 	}
 }
+
+func TestFP32ToFP16Row(t *testing.T) {
+	r := rand.New(rand.NewSource(4))
+	for _, n := range []int{0, 1, 7, 8, 9, 64, 100, 4096 + 5} {
+		src := make([]float32, n)
+		for i := range src {
+			src[i] = math.Float32frombits(r.Uint32()) // NaNs included
+		}
+		dst := make([]uint16, n)
+		FP32ToFP16Row(dst, src)
+		for i, f := range src {
+			if want := FP32ToFP16(f); dst[i] != want {
+				t.Fatalf("n=%d: value %d (%#08x) gives %#04x, FP32ToFP16 %#04x", n, i, math.Float32bits(f), dst[i], want)
+			}
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("mismatched lengths did not panic")
+		}
+	}()
+	FP32ToFP16Row(make([]uint16, 3), make([]float32, 4))
+}
