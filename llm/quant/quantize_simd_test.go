@@ -319,6 +319,49 @@ func TestFP16RowKernelExhaustive(t *testing.T) {
 	}
 }
 
+// TestQuantizeRowKernelsExhaustiveRounding puts every float32 of magnitude
+// at most 127 into blocks whose scale is exactly 1 (Q8_0 blocks led by 127,
+// Q8_K blocks by -127), so the kernels round each value itself: roundf for
+// Q8_0, nearestInt for Q8_K. Other scales only add an IEEE multiplication,
+// the same instruction in both paths. It takes about a minute, so it runs
+// only with QUANT_EXHAUSTIVE=1.
+func TestQuantizeRowKernelsExhaustiveRounding(t *testing.T) {
+	if os.Getenv("QUANT_EXHAUSTIVE") == "" {
+		t.Skip("set QUANT_EXHAUSTIVE=1 to round every float32 in [-127, 127]")
+	}
+	const last = 0x42fe0000 // 127
+	for _, typ := range []Type{Q8_0, Q8_K} {
+		requireRowKernel(t, typ)
+		bs := typ.BlockSize()
+		lead := float32(127)
+		if typ == Q8_K {
+			lead = -127
+		}
+		const blocks = 4096
+		x := make([]float32, blocks*bs)
+		rb, _ := RowBytes(typ, len(x))
+		got, want := make([]byte, rb), make([]byte, rb)
+		next := uint64(0)
+		for next <= 2*last+1 {
+			for i := range x {
+				if i%bs == 0 {
+					x[i] = lead
+					continue
+				}
+				// Values past the end repeat 127 harmlessly.
+				b := min(next, 2*last+1)
+				x[i] = math.Float32frombits(uint32(b>>1) | uint32(b&1)<<31)
+				next++
+			}
+			QuantizeRow(typ, x, got)
+			quantizeRowReference(typ, x, want)
+			if !bytes.Equal(got, want) {
+				checkRow(t, typ, x, "exhaustive rounding")
+			}
+		}
+	}
+}
+
 // FuzzQuantizeRow feeds arbitrary float32 bit patterns (NaNs included) to
 // the installed row kernels; their bytes must be the reference's.
 func FuzzQuantizeRow(f *testing.F) {
