@@ -12,11 +12,11 @@ import (
 // sum, so, as for Q4_K, the layout keeps the classes apart and each lane
 // holds one row. Per class l and 64-element part jj (16-element scale
 // groups 4jj..4jj+3) a lane needs the row's 8 quants of that class in the
-// part, in the order of Q8KAux's quads: for half h = 0 the elements
+// part, in the order of Q6KAux's quads: for half h = 0 the elements
 // e = 64jj+l + 0, 8, 32, 40 and for h = 1 the same plus 16. A quad's first
 // two elements lie in group 4jj+h and its last two in group 4jj+h+2, so one
-// VPMADDUBSW of the unsigned quants q (0..63) against the quad gives per
-// lane the words (Σq·x of the first group, Σq·x of the second), each at
+// VPMADDUBSW of the unsigned quants q (0..63) against the quad (broadcast
+// from Q6KAux) gives per lane the words (Σq·x of the first group, Σq·x of the second), each at
 // most 2·63·128 in magnitude; subtracting 32·Σx of the same pairs (the
 // -32 of q-32, from Q6KAux) and one VPMADDWD with the words
 // (scale_4jj+h, scale_4jj+h+2) give the row's exact scaled class sum for
@@ -122,15 +122,21 @@ func packedQ6KQuant(blk []byte, i, l, jj, h, k int) int32 {
 	return int32(p>>6<<4 | nib)
 }
 
-// Q6KAuxBlockBytes is the size of one block of Q6KAux's expansion: a block
-// of Q8KAux's (whose quads the Q6_K kernels read), then 64 dwords, dword
-// 2(4l+jj)+h for the quad of vector 2(4l+jj)+h there: the words
-// 32·(x(e)+x(e+8)), 32·(x(e+32)+x(e+40)), e = 64jj+l+16h, which undo the
-// +32 of the unsigned quants (|32·Σ| ≤ 8192 fits a word).
-const Q6KAuxBlockBytes = Q8KAuxBlockBytes + 64*4
+// Q6KAuxBlockBytes is the size of one block of Q6KAux's expansion:
+//
+//	[0:512)    64 pairs of dwords, pair v = 2(4l+jj)+h for class l, part jj
+//	           and half h: the quad x(e), x(e+8), x(e+32), x(e+40) with
+//	           e = 64jj+l+16h, then the words 32·(x(e)+x(e+8)),
+//	           32·(x(e+32)+x(e+40)) that undo the +32 of the unsigned
+//	           quants (|32·Σ| ≤ 8192 fits a word)
+//	[512:544)  d_x as float32, 8 times
+//
+// The kernels broadcast each dword to a vector as they read it: the
+// expansion of a row stays a third the size of the weights of a block of
+// 8 rows, and so in L1 while every group of 8 rows passes over it.
+const Q6KAuxBlockBytes = 64*8 + 32
 
-// q6KAuxOffsets is where the offset words start in a Q6KAux block.
-const q6KAuxOffsets = Q8KAuxBlockBytes
+const q6KAuxScale = 64 * 8
 
 // Q6KAuxBytes is the size of Q6KAux's output for a row of n elements.
 func Q6KAuxBytes(n int) int { return n / QKK * Q6KAuxBlockBytes }
@@ -146,15 +152,19 @@ func Q6KAux(x []byte, n int, aux []byte) {
 	for b := 0; b < nb; b++ {
 		xb := x[b*q8KBytes:][:q8KBytes]
 		ab := aux[b*Q6KAuxBlockBytes:][:Q6KAuxBlockBytes]
-		Q8KAux(xb, QKK, ab[:Q8KAuxBlockBytes])
 		qs := xb[q8KQs : q8KQs+QKK]
 		for v := 0; v < 64; v++ {
 			lj, h := v/2, v%2
 			l, jj := lj/4, lj%4
 			e := 64*jj + l + 16*h
+			ab[8*v], ab[8*v+1], ab[8*v+2], ab[8*v+3] = qs[e], qs[e+8], qs[e+32], qs[e+40]
 			lo := 32 * (int16(int8(qs[e])) + int16(int8(qs[e+8])))
 			hi := 32 * (int16(int8(qs[e+32])) + int16(int8(qs[e+40])))
-			le.PutUint32(ab[q6KAuxOffsets+4*v:], uint32(uint16(lo))|uint32(uint16(hi))<<16)
+			le.PutUint32(ab[8*v+4:], uint32(uint16(lo))|uint32(uint16(hi))<<16)
+		}
+		d := le.Uint32(xb)
+		for o := 0; o < 32; o += 4 {
+			le.PutUint32(ab[q6KAuxScale+o:], d)
 		}
 	}
 }
@@ -168,7 +178,7 @@ func init() {
 	registerPacking(&Packing{
 		Type:        Q6_K,
 		Pack:        PackQ6Kx8,
-		AuxName:     "q8_k+q6_k",
+		AuxName:     "q6_k",
 		AuxBytes:    Q6KAuxBytes,
 		Aux:         Q6KAux,
 		Dot:         DotPackedQ6K,
@@ -232,12 +242,12 @@ func dotPackedQ6KGroupGeneric(w []byte, nb int, aux []byte, auxStride int, token
 					for jj := 0; jj < 4; jj++ {
 						for h := 0; h < 2; h++ {
 							v := 2*(4*l+jj) + h
-							quad := ab[32*v:][:4]
+							quad := ab[8*v:][:4]
 							var words [2]int32
 							for k := 0; k < 4; k++ {
 								words[k/2] += packedQ6KQuant(blk, i, l, jj, h, k) * int32(int8(quad[k]))
 							}
-							off := ab[q6KAuxOffsets+4*v:]
+							off := ab[8*v+4:]
 							words[0] -= int32(int16(le.Uint16(off)))
 							words[1] -= int32(int16(le.Uint16(off[2:])))
 							sc := blk[pkQ6KScales+16*(2*jj+h)+2*i:]
@@ -245,7 +255,7 @@ func dotPackedQ6KGroupGeneric(w []byte, nb int, aux []byte, auxStride int, token
 						}
 					}
 				}
-				d := f16At(blk, 2*i) * math.Float32frombits(le.Uint32(ab[q8KAuxScale:]))
+				d := f16At(blk, 2*i) * math.Float32frombits(le.Uint32(ab[q6KAuxScale:]))
 				for l := range sums {
 					sums[l] += float32(d * float32(lanes[l]))
 				}

@@ -5,7 +5,7 @@
 // Every 32-bit lane holds one row. Per block, class l and 64-element part
 // jj, the two vectors of unsigned quants (0..63) are rebuilt from P and N
 // (q0 = P&63, q1 = P>>2&48 | nibble of N) once for all the tokens; per
-// token and half, one VPMADDUBSW against the expanded quad gives the words
+// token and half, one VPMADDUBSW against the broadcast quad gives the words
 // of two 16-element groups (|word| ≤ 2·63·128), VPSUBW of the broadcast
 // offset words 32·Σx removes the +32 of the quants (the difference is the
 // reference's Σ(q-32)·x, |·| ≤ 2·32·128), and VPMADDWD with the groups'
@@ -34,10 +34,8 @@ const (
 	offScales    = 16
 	offQuants    = 144
 	classBytes   = 192
-	q8KAuxBytes  = 64*32 + 4*32 + 32
-	auxScaleOff  = 64*32 + 4*32
-	auxOffsets   = q8KAuxBytes
-	auxBytes     = q8KAuxBytes + 64*4
+	auxScaleOff  = 64 * 8
+	auxBytes     = auxScaleOff + 32
 	dSlot        = 8 // frame slot of d·d_x, after the 8 class sums
 	slotsPerTok  = 9
 	scaleSlots   = 8
@@ -149,8 +147,9 @@ func genQ6Kx8(tokens int) {
 				for h, q := range []VecVirtual{q0, q1} {
 					v := 2*(4*l+jj) + h
 					m, off := YMM(), YMM()
-					VPMADDUBSW(Mem{Base: ap[t], Disp: 32 * v}, q, m)
-					VPBROADCASTD(Mem{Base: ap[t], Disp: auxOffsets + 4*v}, off)
+					VPBROADCASTD(Mem{Base: ap[t], Disp: 8 * v}, m)
+					VPMADDUBSW(m, q, m)
+					VPBROADCASTD(Mem{Base: ap[t], Disp: 8*v + 4}, off)
 					VPSUBW(off, m, m)
 					VPMADDWD(scale(2*jj+h), m, m)
 					if jj == 0 && h == 0 {
