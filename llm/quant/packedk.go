@@ -90,31 +90,29 @@ func PackQ4Kx8(w []byte, rows, n int) ([]byte, error) {
 
 // Q8KAuxBlockBytes is the size of one block of expanded Q8_K activations:
 //
-//	[0:2048)     64 vectors, 2(4l+jj)+h for class l, pair jj and half h,
-//	             each a quad of quants repeated 8 times: for h = 0
-//	             x(64jj+l), x(64jj+l+8), x(64jj+32+l), x(64jj+40+l), for
-//	             h = 1 the same elements plus 16 (the partners of the
-//	             split nibbles of packed Q4_K)
-//	[2048:2176)  4 vectors k: the words (Σx of sub-block 2k, Σx of 2k+1)
-//	             repeated 8 times
-//	[2176:2208)  d_x as float32, 8 times
+//	[0:256)    64 quads of quants, quad 2(4l+jj)+h for class l, pair jj
+//	           and half h: for h = 0 x(64jj+l), x(64jj+l+8), x(64jj+32+l),
+//	           x(64jj+40+l), for h = 1 the same elements plus 16 (the
+//	           partners of the split nibbles of packed Q4_K)
+//	[256:272)  4 dwords k: the words (Σx of sub-block 2k, Σx of 2k+1)
+//	[272:276)  d_x as float32
+//	[276:288)  zero
 //
-// In both halves, a quad's first two elements lie in one 16-element group
-// (4jj for h = 0, 4jj+1 for h = 1) and its last two in the group two
-// further on.
-const Q8KAuxBlockBytes = 64*32 + 4*32 + 32
+// The kernels broadcast each dword to a vector as they read it, so that a
+// row's expansion stays small enough for L1 while every group of 8 rows
+// passes over it.
+const Q8KAuxBlockBytes = 288
 
 const (
-	q8KAuxSums  = 64 * 32
-	q8KAuxScale = q8KAuxSums + 4*32
+	q8KAuxSums  = 256
+	q8KAuxScale = 272
 )
 
 // Q8KAuxBytes is the size of Q8KAux's output for a row of n elements.
 func Q8KAuxBytes(n int) int { return n / QKK * Q8KAuxBlockBytes }
 
 // Q8KAux writes x (one Q8_K row of n elements) expanded for the packed
-// K-quant kernels, so that they take every activation operand straight
-// from memory. It is computed once per activation row.
+// Q4_K kernels. It is computed once per activation row.
 func Q8KAux(x []byte, n int, aux []byte) {
 	nb := n / QKK
 	if n%QKK != 0 || len(x) != nb*q8KBytes || len(aux) != nb*Q8KAuxBlockBytes {
@@ -129,32 +127,20 @@ func Q8KAux(x []byte, n int, aux []byte) {
 			for jj := 0; jj < 4; jj++ {
 				for h := 0; h < 2; h++ {
 					e := 64*jj + l + 16*h
-					quad := uint64(qs[e]) | uint64(qs[e+8])<<8 | uint64(qs[e+32])<<16 | uint64(qs[e+40])<<24
-					quad |= quad << 32
-					v := ab[32*(2*(4*l+jj)+h):][:32]
-					for o := 0; o < 32; o += 8 {
-						le.PutUint64(v[o:], quad)
-					}
+					v := ab[4*(2*(4*l+jj)+h):][:4]
+					v[0], v[1], v[2], v[3] = qs[e], qs[e+8], qs[e+32], qs[e+40]
 				}
 			}
 		}
 		for k := 0; k < 4; k++ {
-			var s [2]int16
-			for h := range s {
+			for h := 0; h < 2; h++ {
 				j := 2*k + h // sub-block
-				s[h] = int16(le.Uint16(xb[q8KBsums+4*j:])) + int16(le.Uint16(xb[q8KBsums+4*j+2:]))
-			}
-			pair := uint64(uint16(s[0])) | uint64(uint16(s[1]))<<16
-			pair |= pair << 32
-			for o := 0; o < 32; o += 8 {
-				le.PutUint64(ab[q8KAuxSums+32*k+o:], pair)
+				s := int16(le.Uint16(xb[q8KBsums+4*j:])) + int16(le.Uint16(xb[q8KBsums+4*j+2:]))
+				le.PutUint16(ab[q8KAuxSums+4*k+2*h:], uint16(s))
 			}
 		}
-		d := uint64(le.Uint32(xb))
-		d |= d << 32
-		for o := 0; o < 32; o += 8 {
-			le.PutUint64(ab[q8KAuxScale+o:], d)
-		}
+		copy(ab[q8KAuxScale:q8KAuxScale+4], xb[:4])
+		clear(ab[q8KAuxScale+4:])
 	}
 }
 
@@ -227,8 +213,8 @@ func dotPackedQ4KGroupGeneric(w []byte, nb int, aux []byte, auxStride int, token
 				for l := 0; l < 8; l++ {
 					for jj := 0; jj < 4; jj++ {
 						v := blk[pkQ4KQuants+32*(4*l+jj)+4*i:][:4]
-						lo := ab[32*(2*(4*l+jj)):][:4]
-						hi := ab[32*(2*(4*l+jj)+1):][:4]
+						lo := ab[4*(2*(4*l+jj)):][:4]
+						hi := ab[4*(2*(4*l+jj)+1):][:4]
 						var sA, sB int32
 						for k := 0; k < 2; k++ {
 							sA += int32(v[k]&0xF)*int32(int8(lo[k])) + int32(v[k]>>4)*int32(int8(hi[k]))
@@ -240,7 +226,7 @@ func dotPackedQ4KGroupGeneric(w []byte, nb int, aux []byte, auxStride int, token
 				var sumMins int32
 				for k := 0; k < 4; k++ {
 					for h := 0; h < 2; h++ {
-						bs := int32(int16(le.Uint16(ab[q8KAuxSums+32*k+2*h:])))
+						bs := int32(int16(le.Uint16(ab[q8KAuxSums+4*k+2*h:])))
 						sumMins += bs * int32(blk[pkQ4KMins+16*k+2*i+h])
 					}
 				}

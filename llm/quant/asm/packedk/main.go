@@ -31,9 +31,9 @@ const (
 	offScales    = 32
 	offMins      = 96
 	offQuants    = 160
-	auxBytes     = 64*32 + 4*32 + 32
-	auxSumsOff   = 64 * 32
-	auxScaleOff  = auxSumsOff + 4*32
+	auxBytes     = 288
+	auxSumsOff   = 256
+	auxScaleOff  = 272
 	sumfSlot     = 8 // frame slot of the running sum, after the 8 classes
 	slotsPerTok  = 10
 	maxTokenRuns = 4
@@ -100,20 +100,24 @@ func genQ4Kx8(tokens int) {
 		VPMOVZXBW(Mem{Base: w, Disp: offScales + 16*jj}, sc[jj])
 	}
 	for t := range tokens {
-		dx := Mem{Base: ap[t], Disp: auxScaleOff}
+		dx := YMM()
+		VBROADCASTSS(Mem{Base: ap[t], Disp: auxScaleOff}, dx)
 		d := YMM()
 		VCVTPH2PS(Mem{Base: w}, d)
 		VMULPS(dx, d, d)
 		VMOVUPS(d, slot(t, sumfSlot+1))
 		// The mins against the activations' sub-block sums.
-		m := YMM()
-		VPMOVZXBW(Mem{Base: w, Disp: offMins}, m)
-		VPMADDWD(Mem{Base: ap[t], Disp: auxSumsOff}, m, m)
-		for k := 1; k < 4; k++ {
-			q := YMM()
+		var m VecVirtual
+		for k := 0; k < 4; k++ {
+			q, bs := YMM(), YMM()
 			VPMOVZXBW(Mem{Base: w, Disp: offMins + 16*k}, q)
-			VPMADDWD(Mem{Base: ap[t], Disp: auxSumsOff + 32*k}, q, q)
-			VPADDD(q, m, m)
+			VPBROADCASTD(Mem{Base: ap[t], Disp: auxSumsOff + 4*k}, bs)
+			VPMADDWD(bs, q, q)
+			if k == 0 {
+				m = q
+			} else {
+				VPADDD(q, m, m)
+			}
 		}
 		VCVTDQ2PS(m, m)
 		dmin := YMM()
@@ -140,10 +144,12 @@ func genQ4Kx8(tokens int) {
 			if unpackNow {
 				lo[jj], hi[jj] = unpack(l, jj)
 			}
-			x := Mem{Base: ap[t], Disp: 32 * 2 * (4*l + jj)}
+			x := Mem{Base: ap[t], Disp: 4 * 2 * (4*l + jj)}
 			m1, m2 := YMM(), YMM()
-			VPMADDUBSW(x, lo[jj], m1)
-			VPMADDUBSW(x.Offset(32), hi[jj], m2)
+			VPBROADCASTD(x, m1)
+			VPMADDUBSW(m1, lo[jj], m1)
+			VPBROADCASTD(x.Offset(4), m2)
+			VPMADDUBSW(m2, hi[jj], m2)
 			VPADDW(m2, m1, m1)
 			VPMADDWD(sc[jj], m1, m1)
 			if jj == 0 {
