@@ -357,10 +357,8 @@ func (e *engine) layer(il int, x []float32, a *LayerActivations, n int) {
 		// tokens are read back from the cache like earlier ones.
 		kc := row.s.k[il][row.pos*kvDim : (row.pos+1)*kvDim]
 		vc := row.s.v[il][row.pos*kvDim : (row.pos+1)*kvDim]
-		for i := range kc {
-			kc[i] = quant.FP32ToFP16(a.K[t*kvDim+i])
-			vc[i] = quant.FP32ToFP16(a.V[t*kvDim+i])
-		}
+		quant.FP32ToFP16Row(kc, a.K[t*kvDim:(t+1)*kvDim])
+		quant.FP32ToFP16Row(vc, a.V[t*kvDim:(t+1)*kvDim])
 	}
 	e.attend(il, a, n)
 
