@@ -84,24 +84,32 @@ func PackQ6Kx8(w []byte, rows, n int) ([]byte, error) {
 						c[1] = src[q6KScales+4*jj+h+2]
 					}
 				}
+				// q6KValues' decoding, without its -32.
 				for half := 0; half < 2; half++ {
-					ql := src[64*half : 64*half+64]
-					qh := src[q6KQh+32*half : q6KQh+32*half+32]
-					for l := 0; l < 32; l++ {
-						q1, q2, q3, q4 := q6KValues(ql, qh, l)
-						e := 128*half + l
-						q[e], q[e+32], q[e+64], q[e+96] = byte(q1+32), byte(q2+32), byte(q3+32), byte(q4+32)
+					ql := (*[64]byte)(src[64*half:])
+					qh := (*[32]byte)(src[q6KQh+32*half:])
+					e := q[128*half : 128*half+128]
+					for l, h := range qh {
+						e[l] = ql[l]&15 | h&3<<4
+						e[l+32] = ql[l+32]&15 | h>>2&3<<4
+						e[l+64] = ql[l]>>4 | h>>4&3<<4
+						e[l+96] = ql[l+32]>>4 | h>>6<<4
 					}
 				}
 				for l := 0; l < 8; l++ {
-					for jj := 0; jj < 4; jj++ {
-						p := dst[pkQ6KP(l, jj)+4*i:][:4]
-						nv := dst[pkQ6KN(l, jj)+4*i:][:4]
+					for jj := 0; jj < 4; jj += 2 {
+						// Parts jj and jj+1 share their nibble vector.
+						pa := (*[4]byte)(dst[pkQ6KP(l, jj)+4*i:])
+						pb := (*[4]byte)(dst[pkQ6KP(l, jj+1)+4*i:])
+						nv := (*[4]byte)(dst[pkQ6KN(l, jj)+4*i:])
+						ea := (*[57]byte)(q[64*jj+l:])
+						eb := (*[57]byte)(q[64*jj+64+l:])
 						for k, o := range q6KQuadOffsets {
-							e0 := 64*jj + l + o
-							q0, q1 := q[e0], q[e0+16]
-							p[k] = q0 | q1>>4<<6
-							nv[k] |= (q1 & 15) << (4 * (jj % 2))
+							a0, a1 := ea[o], ea[o+16]
+							b0, b1 := eb[o], eb[o+16]
+							pa[k] = a0 | a1>>4<<6
+							pb[k] = b0 | b1>>4<<6
+							nv[k] = a1&15 | b1<<4
 						}
 					}
 				}
@@ -203,11 +211,13 @@ func dotPackedQ6K(group packedGroupFunc, n int, w []byte, aux []byte, auxStride 
 		panic(fmt.Sprintf("quant: DotPackedQ6K n=%d rows=%d tokens=%d: sizes aux %d/%d dst %d/%d",
 			n, rows, tokens, len(aux), auxStride, len(dst), dstStride))
 	}
-	// A few tokens at a time over all the groups: the groups' weights stay
-	// in L2 while those tokens' activations pass over them.
-	for t := 0; t < tokens; t += packedQ6KTokens {
-		k := min(packedQ6KTokens, tokens-t)
-		for g := 0; g < groups; g++ {
+	// Groups outer: a group's weights (13 KB for a row of 2048) stay in
+	// L1 or L2 while every token passes over them, so a matrix larger than
+	// the caches streams from memory once whatever the tokens, and the
+	// expansions (4.3 KB per token for 2048) stay cached throughout.
+	for g := 0; g < groups; g++ {
+		for t := 0; t < tokens; t += packedQ6KTokens {
+			k := min(packedQ6KTokens, tokens-t)
 			group(w[g*gb:(g+1)*gb], nb, aux[t*auxStride:], auxStride, k, dst[t*dstStride+8*g:], dstStride)
 		}
 	}

@@ -184,3 +184,17 @@ func BenchmarkPackedQ6KRatio(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPackQ6K is the load-time cost of packing: the output matrix of
+// a TinyLlama (32000×2048) is 54 MB of Q6_K.
+func BenchmarkPackQ6K(b *testing.B) {
+	rng := rand.New(rand.NewPCG(27, 28))
+	const rows, n = 256, 2048
+	w := randomPackingMatrix(rng, Q6_K, rows, n, "random")
+	b.SetBytes(int64(len(w)))
+	for b.Loop() {
+		if _, err := PackQ6Kx8(w, rows, n); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
