@@ -143,6 +143,16 @@ func genQ6Kx8(tokens int) {
 				VPAND(mask0F, lo, lo)
 			}
 			VPOR(lo, q1, q1)
+			// The part's two scale vectors, read once for all the tokens.
+			var sc [2]Op
+			for h := range sc {
+				sc[h] = scale(2*jj + h)
+				if tokens > 1 {
+					r := YMM()
+					VMOVDQU(scale(2*jj+h), r)
+					sc[h] = r
+				}
+			}
 			for t := range tokens {
 				for h, q := range []VecVirtual{q0, q1} {
 					v := 2*(4*l+jj) + h
@@ -151,7 +161,7 @@ func genQ6Kx8(tokens int) {
 					VPMADDUBSW(m, q, m)
 					VPBROADCASTD(Mem{Base: ap[t], Disp: 8*v + 4}, off)
 					VPSUBW(off, m, m)
-					VPMADDWD(scale(2*jj+h), m, m)
+					VPMADDWD(sc[h], m, m)
 					if jj == 0 && h == 0 {
 						c[t] = m
 					} else {
