@@ -142,7 +142,9 @@ func BenchmarkPackedQ6KRatio(b *testing.B) {
 	if !p.accelerated() {
 		b.Skip("no packed Q6_K kernels on this CPU")
 	}
-	for _, shape := range []struct{ rows, n int }{{2048, 2048}, {2048, 5632}} {
+	// A layer's matrices, and TinyLlama's output matrix, which no cache
+	// holds.
+	for _, shape := range []struct{ rows, n int }{{2048, 2048}, {2048, 5632}, {32000, 2048}} {
 		w := randomPackingMatrix(rng, Q6_K, shape.rows, shape.n, "random")
 		packed, err := p.Pack(w, shape.rows, shape.n)
 		if err != nil {
