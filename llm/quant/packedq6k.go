@@ -16,18 +16,19 @@ import (
 // e = 64jj+l + 0, 8, 32, 40 and for h = 1 the same plus 16. A quad's first
 // two elements lie in group 4jj+h and its last two in group 4jj+h+2, so one
 // VPMADDUBSW of the unsigned quants q (0..63) against the quad (broadcast
-// from Q6KAux) gives per lane the words (Σq·x of the first group, Σq·x of the second), each at
-// most 2·63·128 in magnitude; subtracting 32·Σx of the same pairs (the
-// -32 of q-32, from Q6KAux) and one VPMADDWD with the words
-// (scale_4jj+h, scale_4jj+h+2) give the row's exact scaled class sum for
-// the half.
+// from Q6KAux) gives per lane the words (Σq·x of the first group, Σq·x of
+// the second), each at most 2·63·128 in magnitude; subtracting 32·Σx of
+// the same pairs (the -32 of q-32, also from Q6KAux) and one VPMADDWD with
+// the words (scale_4jj+h, scale_4jj+h+2) give the row's exact scaled class
+// sum for the half.
 //
-// The 6-bit quants keep their 6 bits (the layout is exactly as large as the
-// 8 rows' own blocks; decoding is bandwidth-bound on one token): each
-// half-0 quant takes a byte's low 6 bits whose top 2 bits carry the top 2
-// bits of the half-1 quant in the same place, and the half-1 quants' low
-// nibbles of two parts share a nibble vector. So q0 = P & 63 and
-// q1 = (P>>2 & 48) | (N>>4·(jj%2) & 15), five or six operations per part.
+// The quants keep their 6 bits, so the layout is exactly as large as the 8
+// rows' own blocks (one token's product streams the weights from memory,
+// and every byte costs): each half-0 quant takes a byte's low 6 bits,
+// whose top 2 bits carry the top 2 bits of the half-1 quant in the same
+// place, and the half-1 quants' low nibbles of two parts share a nibble
+// vector. So q0 = P & 63 and q1 = (P>>2 & 48) | (N>>4·(jj%2) & 15), five
+// or six operations per part, shared by all the tokens.
 //
 // A packed block of 8 rows (one 256-element super-block of each) is:
 //

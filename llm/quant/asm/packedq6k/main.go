@@ -30,15 +30,18 @@ import (
 // Offsets in a packed block of 8 rows and in one block of expanded
 // activations (both documented in llm/quant/packedq6k.go).
 const (
-	blockBytes   = 8 * 210
-	offScales    = 16
-	offQuants    = 144
-	classBytes   = 192
-	auxScaleOff  = 64 * 8
-	auxBytes     = auxScaleOff + 32
-	dSlot        = 8 // frame slot of d·d_x, after the 8 class sums
-	slotsPerTok  = 9
-	scaleSlots   = 8
+	blockBytes  = 8 * 210
+	offScales   = 16
+	offQuants   = 144
+	classBytes  = 192
+	auxScaleOff = 64 * 8
+	auxBytes    = auxScaleOff + 32
+	dSlot       = 8 // frame slot of d·d_x, after the 8 class sums
+	slotsPerTok = 9
+	scaleSlots  = 8
+	// An 8-token kernel (the accumulators still fit in registers) measured
+	// no faster than two 4-token calls: its unrolled body is twice as
+	// large, and the weights' unpacking it shares is the small part.
 	maxTokenRuns = 4
 )
 
@@ -74,6 +77,8 @@ func nOff(l, jj int) int { return offQuants + classBytes*l + 96*(jj/2) + 64 }
 
 func genQ6Kx8(tokens int) {
 	name := fmt.Sprintf("dotQ6Kx8T%dAVX2", tokens)
+	// Not NOSPLIT: the frame (1.4 KB at 4 tokens) is over the nosplit
+	// limit, so the assembler adds the stack check.
 	TEXT(name, 0, "func(w []byte, nb int, aux []byte, auxStride int, dst []float32, dstStride int)")
 	Doc(fmt.Sprintf("%s sets dst[t*dstStride+r] to the reference Q6_K×Q8_K dot product of packed row r (r < 8) with token t's expanded activations (t < %d), over nb blocks (AVX2, F16C).", name, tokens))
 	// The block's scales as words, then per token the 8 class sums and
