@@ -71,19 +71,24 @@ func packedQuant(block []byte, i, e int) byte {
 	return block[16+32*m+4*i+j-4] >> 4
 }
 
-// q8_0AuxBlockBytes is the size of one block of expanded activations:
-// 8 vectors of 32 bytes, vector k holding quants 4k..4k+3 repeated 8 times,
-// then 8·Σx as 8 int32 and d_x as 8 float32.
-const q8_0AuxBlockBytes = 8*32 + 32 + 32
+// q8_0AuxBlockBytes is the size of one block of expanded activations: the
+// 32 quants, 8·Σx as int32 and d_x as float32. The kernels broadcast each
+// quad of quants to a vector as they read it, so a row's expansion stays
+// small enough for L1 while every group of 8 rows passes over it.
+const q8_0AuxBlockBytes = 32 + 4 + 4
+
+const (
+	q8_0AuxSum   = 32
+	q8_0AuxScale = 36
+)
 
 // Q8_0AuxBytes is the size of Q8_0Aux's output for a row of n elements.
 func Q8_0AuxBytes(n int) int { return n / QK * q8_0AuxBlockBytes }
 
 // Q8_0Aux writes x (one Q8_0 row of n elements) expanded for the packed
-// kernels: per block, each quad of quants broadcast to a vector, and the
-// block's 8·Σx and scale repeated in all 8 lanes, so that the kernels take
-// every activation operand straight from memory instead of broadcasting it
-// once per group of weight rows. It is computed once per activation row.
+// kernels: per block, the quants, the block's 8·Σx (the offset of the
+// unsigned nibbles) and its scale as float32. It is computed once per
+// activation row.
 func Q8_0Aux(x []byte, n int, aux []byte) {
 	nb := n / QK
 	if n%QK != 0 || len(x) != nb*q8_0Bytes || len(aux) != nb*q8_0AuxBlockBytes {
@@ -97,23 +102,9 @@ func Q8_0Aux(x []byte, n int, aux []byte) {
 		for _, q := range xb[2:] {
 			s += int32(int8(q))
 		}
-		for k := 0; k < 8; k++ {
-			quad := uint64(le.Uint32(xb[2+4*k:]))
-			quad |= quad << 32
-			v := ab[32*k : 32*k+32 : 32*k+32]
-			le.PutUint64(v[0:], quad)
-			le.PutUint64(v[8:], quad)
-			le.PutUint64(v[16:], quad)
-			le.PutUint64(v[24:], quad)
-		}
-		sum := uint64(uint32(8 * s))
-		sum |= sum << 32
-		d := uint64(math.Float32bits(f16At(xb, 0)))
-		d |= d << 32
-		for l := 0; l < 32; l += 8 {
-			le.PutUint64(ab[256+l:], sum)
-			le.PutUint64(ab[288+l:], d)
-		}
+		copy(ab, xb[2:])
+		le.PutUint32(ab[q8_0AuxSum:], uint32(8*s))
+		le.PutUint32(ab[q8_0AuxScale:], math.Float32bits(f16At(xb, 0)))
 	}
 }
 
@@ -190,12 +181,12 @@ func dotPackedQ4_0GroupGeneric(w []byte, nb int, aux []byte, auxStride int, toke
 				ab := at[b*q8_0AuxBlockBytes:][:q8_0AuxBlockBytes]
 				var isum int32
 				for e := 0; e < QK; e++ {
-					x := int8(ab[32*(e/4)+e%4])
+					x := int8(ab[e])
 					isum += int32(packedQuant(blk, i, e)) * int32(x)
 				}
-				isum -= int32(le.Uint32(ab[256:]))
+				isum -= int32(le.Uint32(ab[q8_0AuxSum:]))
 				dw := f16At(blk, 2*i)
-				dx := math.Float32frombits(le.Uint32(ab[288:]))
+				dx := math.Float32frombits(le.Uint32(ab[q8_0AuxScale:]))
 				sum += float32(float32(float32(isum)*dw) * dx)
 			}
 			dst[t*dstStride+i] = sum
