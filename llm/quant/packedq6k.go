@@ -14,13 +14,28 @@ import (
 // groups 4jj..4jj+3) a lane needs the row's 8 quants of that class in the
 // part, in the order of Q6KAux's quads: for half h = 0 the elements
 // e = 64jj+l + 0, 8, 32, 40 and for h = 1 the same plus 16. A quad's first
-// two elements lie in group 4jj+h and its last two in group 4jj+h+2, so one
-// VPMADDUBSW of the unsigned quants q (0..63) against the quad (broadcast
-// from Q6KAux) gives per lane the words (Σq·x of the first group, Σq·x of
-// the second), each at most 2·63·128 in magnitude; subtracting 32·Σx of
-// the same pairs (the -32 of q-32, also from Q6KAux) and one VPMADDWD with
-// the words (scale_4jj+h, scale_4jj+h+2) give the row's exact scaled class
-// sum for the half.
+// two elements lie in group 4jj+h and its last two in group 4jj+h+2.
+//
+// VPMADDUBSW multiplies unsigned bytes by signed ones, and both the
+// weights (q-32, q the 6-bit quant 0..63) and the activations x are
+// signed, so one side is offset, which way depending on the tokens:
+//
+//   - One token: VPMADDUBSW of the unsigned q against a quad of x gives per
+//     lane the words (Σq·x of the first group, the same of the second),
+//     each within ±2·63·128; subtracting the words 32·Σx of the same pairs
+//     (from Q6KAux) leaves Σ(q-32)·x, and one VPMADDWD with the words
+//     (scale_4jj+h, scale_4jj+h+2) gives the row's exact scaled class sum
+//     for the half.
+//   - Several tokens: VPMADDUBSW of a quad of x+128 (0..255) against the
+//     signed w = q-32 gives words within ±2·255·32, and VPMADDWD with the
+//     scales the scaled class sum plus 128·Σ scale·w. That excess depends
+//     on the weights alone: it is computed once per block and class
+//     (VPMADDUBSW of 128s against w, VPMADDWD with the scales) and taken
+//     off every token's integer lane. Per token and half that leaves a
+//     broadcast, a VPMADDUBSW, a VPMADDWD and an add, a third less than
+//     the other way; with one token the excess costs more than it saves.
+//
+// Either way the integer lane is the reference's exactly.
 //
 // The quants keep their 6 bits, so the layout is exactly as large as the 8
 // rows' own blocks (one token's product streams the weights from memory,
@@ -28,7 +43,8 @@ import (
 // whose top 2 bits carry the top 2 bits of the half-1 quant in the same
 // place, and the half-1 quants' low nibbles of two parts share a nibble
 // vector. So q0 = P & 63 and q1 = (P>>2 & 48) | (N>>4·(jj%2) & 15), five
-// or six operations per part, shared by all the tokens.
+// or six operations per part (and two more for w = q-32), shared by all
+// the tokens.
 //
 // A packed block of 8 rows (one 256-element super-block of each) is:
 //
@@ -131,21 +147,27 @@ func packedQ6KQuant(blk []byte, i, l, jj, h, k int) int32 {
 	return int32(p>>6<<4 | nib)
 }
 
-// Q6KAuxBlockBytes is the size of one block of Q6KAux's expansion:
+// Q6KAuxBlockBytes is the size of one block of Q6KAux's expansion, with
+// v = 2(4l+jj)+h for class l, part jj and half h, and e = 64jj+l+16h:
 //
-//	[0:512)    64 pairs of dwords, pair v = 2(4l+jj)+h for class l, part jj
-//	           and half h: the quad x(e), x(e+8), x(e+32), x(e+40) with
-//	           e = 64jj+l+16h, then the words 32·(x(e)+x(e+8)),
+//	[0:512)    for one token, 64 pairs of dwords, pair v: the quad x(e),
+//	           x(e+8), x(e+32), x(e+40), then the words 32·(x(e)+x(e+8)),
 //	           32·(x(e+32)+x(e+40)) that undo the +32 of the unsigned
 //	           quants (|32·Σ| ≤ 8192 fits a word)
-//	[512:544)  d_x as float32, 8 times
+//	[512:768)  for several tokens, 64 dwords, dword v: the same quad plus
+//	           128 in each byte
+//	[768:800)  d_x as float32, 8 times
 //
-// The kernels broadcast each dword to a vector as they read it: the
-// expansion of a row stays a third the size of the weights of a block of
-// 8 rows, and so in L1 while every group of 8 rows passes over it.
-const Q6KAuxBlockBytes = 64*8 + 32
+// The kernels broadcast each dword to a vector as they read it, so that
+// the part of a row's expansion a kernel reads is at most a third the
+// size of the weights of a block of 8 rows, and stays in L1 while every
+// group of 8 rows passes over it.
+const Q6KAuxBlockBytes = 64*8 + 64*4 + 32
 
-const q6KAuxScale = 64 * 8
+const (
+	q6KAuxOffset = 64 * 8
+	q6KAuxScale  = q6KAuxOffset + 64*4
+)
 
 // Q6KAuxBytes is the size of Q6KAux's output for a row of n elements.
 func Q6KAuxBytes(n int) int { return n / QKK * Q6KAuxBlockBytes }
@@ -166,10 +188,13 @@ func Q6KAux(x []byte, n int, aux []byte) {
 			lj, h := v/2, v%2
 			l, jj := lj/4, lj%4
 			e := 64*jj + l + 16*h
-			ab[8*v], ab[8*v+1], ab[8*v+2], ab[8*v+3] = qs[e], qs[e+8], qs[e+32], qs[e+40]
-			lo := 32 * (int16(int8(qs[e])) + int16(int8(qs[e+8])))
-			hi := 32 * (int16(int8(qs[e+32])) + int16(int8(qs[e+40])))
+			quad := [4]byte{qs[e], qs[e+8], qs[e+32], qs[e+40]}
+			copy(ab[8*v:], quad[:])
+			lo := 32 * (int16(int8(quad[0])) + int16(int8(quad[1])))
+			hi := 32 * (int16(int8(quad[2])) + int16(int8(quad[3])))
 			le.PutUint32(ab[8*v+4:], uint32(uint16(lo))|uint32(uint16(hi))<<16)
+			// x+128 of an int8 is its byte with the top bit flipped.
+			le.PutUint32(ab[q6KAuxOffset+4*v:], le.Uint32(quad[:])^0x80808080)
 		}
 		d := le.Uint32(xb)
 		for o := 0; o < 32; o += 4 {
@@ -236,9 +261,9 @@ var (
 )
 
 // dotPackedQ6KGroupGeneric follows vecDotQ6KQ8K's arithmetic row by row,
-// reading the packed layout and the expansion the way the kernels do:
-// unsigned quants against the quads, minus the offset words, times the
-// scales.
+// reading the packed layout and the expansion the way the kernels do: for
+// one token unsigned quants against the quads less the offset words, for
+// more offset activations against signed weights less the excess.
 func dotPackedQ6KGroupGeneric(w []byte, nb int, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
 	le := binary.LittleEndian
 	for t := 0; t < tokens; t++ {
@@ -250,21 +275,35 @@ func dotPackedQ6KGroupGeneric(w []byte, nb int, aux []byte, auxStride int, token
 				ab := at[b*Q6KAuxBlockBytes:][:Q6KAuxBlockBytes]
 				var lanes [8]int32
 				for l := 0; l < 8; l++ {
+					var excess int32
 					for jj := 0; jj < 4; jj++ {
 						for h := 0; h < 2; h++ {
 							v := 2*(4*l+jj) + h
-							quad := ab[8*v:][:4]
-							var words [2]int32
-							for k := 0; k < 4; k++ {
-								words[k/2] += packedQ6KQuant(blk, i, l, jj, h, k) * int32(int8(quad[k]))
-							}
-							off := ab[8*v+4:]
-							words[0] -= int32(int16(le.Uint16(off)))
-							words[1] -= int32(int16(le.Uint16(off[2:])))
 							sc := blk[pkQ6KScales+16*(2*jj+h)+2*i:]
-							lanes[l] += int32(int8(sc[0]))*words[0] + int32(int8(sc[1]))*words[1]
+							s0, s1 := int32(int8(sc[0])), int32(int8(sc[1]))
+							var words [2]int32
+							if tokens == 1 {
+								quad := ab[8*v:][:4]
+								for k := 0; k < 4; k++ {
+									words[k/2] += packedQ6KQuant(blk, i, l, jj, h, k) * int32(int8(quad[k]))
+								}
+								off := ab[8*v+4:]
+								words[0] -= int32(int16(le.Uint16(off)))
+								words[1] -= int32(int16(le.Uint16(off[2:])))
+							} else {
+								quad := ab[q6KAuxOffset+4*v:][:4]
+								var wsums [2]int32
+								for k := 0; k < 4; k++ {
+									wq := packedQ6KQuant(blk, i, l, jj, h, k) - 32
+									words[k/2] += int32(quad[k]) * wq
+									wsums[k/2] += 128 * wq
+								}
+								excess += s0*wsums[0] + s1*wsums[1]
+							}
+							lanes[l] += s0*words[0] + s1*words[1]
 						}
 					}
+					lanes[l] -= excess
 				}
 				d := f16At(blk, 2*i) * math.Float32frombits(le.Uint32(ab[q6KAuxScale:]))
 				for l := range sums {

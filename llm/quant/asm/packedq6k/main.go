@@ -34,7 +34,8 @@ const (
 	offScales   = 16
 	offQuants   = 144
 	classBytes  = 192
-	auxScaleOff = 64 * 8
+	auxXU       = 64 * 8 // the quads of x+128, after the (quad, offset) pairs
+	auxScaleOff = auxXU + 64*4
 	auxBytes    = auxScaleOff + 32
 	dSlot       = 8 // frame slot of d·d_x, after the 8 class sums
 	slotsPerTok = 9
@@ -45,7 +46,7 @@ const (
 	maxTokenRuns = 4
 )
 
-var mask0F, mask30, mask3F Mem
+var mask0F, mask30, mask3F, bytes32, bytes128 Mem
 
 // Eight blocks ahead measured best on the 54 MB output matrix of TinyLlama
 // (BenchmarkPackedQ6KRatio, rows=32000); two blocks left one token at parity
@@ -58,6 +59,8 @@ func main() {
 	mask0F = constBytes("packedQ6KMask0F", 0x0F)
 	mask30 = constBytes("packedQ6KMask30", 0x30)
 	mask3F = constBytes("packedQ6KMask3F", 0x3F)
+	bytes32 = constBytes("packedQ6KBytes32", 32)
+	bytes128 = constBytes("packedQ6KBytes128", 128)
 	for t := 1; t <= maxTokenRuns; t++ {
 		genQ6Kx8(t)
 	}
@@ -132,7 +135,7 @@ func genQ6Kx8(tokens int) {
 	}
 	for l := 0; l < 8; l++ {
 		c := make([]VecVirtual, tokens)
-		var nib VecVirtual
+		var nib, excess VecVirtual
 		for jj := 0; jj < 4; jj++ {
 			if jj%2 == 0 {
 				nib = YMM()
@@ -151,24 +154,51 @@ func genQ6Kx8(tokens int) {
 				VPAND(mask0F, lo, lo)
 			}
 			VPOR(lo, q1, q1)
-			// The part's two scale vectors, read once for all the tokens.
-			var sc [2]Op
-			for h := range sc {
-				sc[h] = scale(2*jj + h)
-				if tokens > 1 {
-					r := YMM()
-					VMOVDQU(scale(2*jj+h), r)
-					sc[h] = r
-				}
-			}
-			for t := range tokens {
+			if tokens == 1 {
+				// Unsigned quants against the quad, less 32·Σx.
 				for h, q := range []VecVirtual{q0, q1} {
 					v := 2*(4*l+jj) + h
 					m, off := YMM(), YMM()
-					VPBROADCASTD(Mem{Base: ap[t], Disp: 8 * v}, m)
+					VPBROADCASTD(Mem{Base: ap[0], Disp: 8 * v}, m)
 					VPMADDUBSW(m, q, m)
-					VPBROADCASTD(Mem{Base: ap[t], Disp: 8*v + 4}, off)
+					VPBROADCASTD(Mem{Base: ap[0], Disp: 8*v + 4}, off)
 					VPSUBW(off, m, m)
+					VPMADDWD(scale(2*jj+h), m, m)
+					if jj == 0 && h == 0 {
+						c[0] = m
+					} else {
+						VPADDD(m, c[0], c[0])
+					}
+				}
+				continue
+			}
+			// The signed weights w = q-32, and the part's two scale vectors,
+			// read once for the excess and all the tokens.
+			wq := [2]VecVirtual{q0, q1}
+			var sc [2]VecVirtual
+			for h := range wq {
+				VPSUBB(bytes32, wq[h], wq[h])
+				sc[h] = YMM()
+				VMOVDQU(scale(2*jj+h), sc[h])
+			}
+			// The excess 128·Σ scale·w that the offset activations add.
+			for h := range wq {
+				e := YMM()
+				VMOVDQU(bytes128, e)
+				VPMADDUBSW(wq[h], e, e)
+				VPMADDWD(sc[h], e, e)
+				if jj == 0 && h == 0 {
+					excess = e
+				} else {
+					VPADDD(e, excess, excess)
+				}
+			}
+			for t := range tokens {
+				for h := range wq {
+					v := 2*(4*l+jj) + h
+					m := YMM()
+					VPBROADCASTD(Mem{Base: ap[t], Disp: auxXU + 4*v}, m)
+					VPMADDUBSW(wq[h], m, m)
 					VPMADDWD(sc[h], m, m)
 					if jj == 0 && h == 0 {
 						c[t] = m
@@ -179,6 +209,9 @@ func genQ6Kx8(tokens int) {
 			}
 		}
 		for t := range tokens {
+			if tokens > 1 {
+				VPSUBD(excess, c[t], c[t])
+			}
 			VCVTDQ2PS(c[t], c[t])
 			VMULPS(slot(t, dSlot), c[t], c[t])
 			VADDPS(slot(t, l), c[t], c[t])
