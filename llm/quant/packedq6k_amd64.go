@@ -12,9 +12,16 @@ func init() {
 	}
 }
 
-// dotPackedQ6KGroupAVX2 runs the kernel for 1 to 4 tokens.
+// dotPackedQ6KGroupAVX2 runs the kernels for 1 to 8 tokens: 5 to 7 as
+// four, then the rest.
 func dotPackedQ6KGroupAVX2(w []byte, nb int, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
+	if tokens > 4 && tokens < 8 {
+		dotQ6Kx8T4AVX2(w, nb, aux, auxStride, dst, dstStride)
+		aux, dst, tokens = aux[4*auxStride:], dst[4*dstStride:], tokens-4
+	}
 	switch tokens {
+	case 8:
+		dotQ6Kx8T8AVX2(w, nb, aux, auxStride, dst, dstStride)
 	case 4:
 		dotQ6Kx8T4AVX2(w, nb, aux, auxStride, dst, dstStride)
 	case 3:

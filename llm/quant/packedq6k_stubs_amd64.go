@@ -15,3 +15,6 @@ func dotQ6Kx8T3AVX2(w []byte, nb int, aux []byte, auxStride int, dst []float32, 
 
 // dotQ6Kx8T4AVX2 sets dst[t*dstStride+r] to the reference Q6_K×Q8_K dot product of packed row r (r < 8) with token t's expanded activations (t < 4), over nb blocks (AVX2, F16C).
 func dotQ6Kx8T4AVX2(w []byte, nb int, aux []byte, auxStride int, dst []float32, dstStride int)
+
+// dotQ6Kx8T8AVX2 sets dst[t*dstStride+r] to the reference Q6_K×Q8_K dot product of packed row r (r < 8) with token t's expanded activations (t < 8), over nb blocks (AVX2, F16C).
+func dotQ6Kx8T8AVX2(w []byte, nb int, aux []byte, auxStride int, dst []float32, dstStride int)
