@@ -284,10 +284,13 @@ var tinySpecs = []tinySpec{
 	// the tied output (44 rows) stays row-major.
 	{arch: "llama", vocab: 40, embd: 64, ff: 96, layers: 2, heads: 4, headsKV: 2, ropeBase: 10000, eps: 1e-5, seed: 7, wtype: quant.Q4_0},
 	{arch: "qwen2", vocab: 44, embd: 96, ff: 160, layers: 1, heads: 4, headsKV: 2, ropeBase: 1e6, eps: 1e-6, tied: true, biases: true, seed: 8, wtype: quant.Q4_0},
+	// Q6_K, packed too (the output matrix and some ffn_down/attn_v of
+	// Q4_K_M models).
+	{arch: "llama", vocab: 56, embd: 256, ff: 256, layers: 1, heads: 4, headsKV: 2, ropeBase: 10000, eps: 1e-5, seed: 9, wtype: quant.Q6_K},
 }
 
 // TestPackedMatchesRowMajor checks that repacking matrices at load (Q4_0,
-// Q4_K) changes no bit of the logits, for prompts and single tokens.
+// Q4_K, Q6_K) changes no bit of the logits, for prompts and single tokens.
 func TestPackedMatchesRowMajor(t *testing.T) {
 	tested := 0
 	for _, sp := range tinySpecs {
@@ -375,7 +378,7 @@ func TestForwardMatchesFloat64Reference(t *testing.T) {
 				// random weights amplify to a few percent. A wrong layout
 				// or a missing step gives errors of the order of the logits.
 				tol := 2e-3
-				if sp.wtype == quant.Q8_0 || sp.wtype == quant.Q4_K || sp.wtype == quant.Q4_0 {
+				if vt := quant.VecDotType(sp.wtype); vt == quant.Q8_0 || vt == quant.Q8_K {
 					tol = 0.05
 				}
 				if rel := math.Sqrt(ssd / ss); rel > tol {
