@@ -9,9 +9,9 @@
 // pairs added give the reference's integer lane. The float steps are the
 // reference's, lane by lane: each class's partial sum gains
 // d·float(lane), the running sum loses dmin·float(Σ mins·bsums), and the 8
-// class sums are added to it in order at the end. The float partial sums
-// live in the frame: 9 per token do not fit in registers next to the
-// weights.
+// class sums are added to it in order at the end. In the multi-token
+// kernels the float partial sums live in the frame: 9 per token do not fit
+// in registers next to the unpacked weights, which all the tokens reuse.
 package main
 
 import (
@@ -50,7 +50,8 @@ func main() {
 	for i := 0; i < 32; i++ {
 		DATA(i, U8(0x0F))
 	}
-	for t := 1; t <= maxTokenRuns; t++ {
+	genQ4Kx8T1()
+	for t := 2; t <= maxTokenRuns; t++ {
 		genQ4Kx8(t)
 	}
 	Generate()
@@ -138,12 +139,9 @@ func genQ4Kx8(tokens int) {
 		VPAND(mask0F, p, hi)
 		return lo, hi
 	}
-	classToken := func(l, t int, lo, hi []VecVirtual, unpackNow bool) {
+	classToken := func(l, t int, lo, hi []VecVirtual) {
 		var c VecVirtual
 		for jj := 0; jj < 4; jj++ {
-			if unpackNow {
-				lo[jj], hi[jj] = unpack(l, jj)
-			}
 			x := Mem{Base: ap[t], Disp: 4 * 2 * (4*l + jj)}
 			m1, m2 := YMM(), YMM()
 			VPBROADCASTD(x, m1)
@@ -165,15 +163,11 @@ func genQ4Kx8(tokens int) {
 	}
 	for l := 0; l < 8; l++ {
 		lo, hi := make([]VecVirtual, 4), make([]VecVirtual, 4)
-		if tokens == 1 {
-			classToken(l, 0, lo, hi, true)
-			continue
-		}
 		for jj := 0; jj < 4; jj++ {
 			lo[jj], hi[jj] = unpack(l, jj)
 		}
 		for t := range tokens {
-			classToken(l, t, lo, hi, false)
+			classToken(l, t, lo, hi)
 		}
 	}
 	ADDQ(U32(blockBytes), w)
@@ -198,6 +192,111 @@ func genQ4Kx8(tokens int) {
 			ADDQ(dStride, d)
 		}
 	}
+	VZEROUPPER()
+	RET()
+}
+
+// genQ4Kx8T1 emits the one-token kernel, which keeps the 8 class sums in
+// registers (d·d_x and the running sum go to the frame), and multiplies
+// in place of the unpacked nibbles to fit in 16 registers; alternated with
+// the multi-token structure in one run it measured ~9% faster.
+func genQ4Kx8T1() {
+	name := "dotQ4Kx8T1AVX2"
+	TEXT(name, 0, "func(w []byte, nb int, aux []byte, auxStride int, dst []float32, dstStride int)")
+	Doc(fmt.Sprintf("%s sets dst[r] to the reference Q4_K×Q8_K dot product of packed row r (r < 8) with one token's expanded activations, over nb blocks (AVX2, F16C).", name))
+	frame := AllocLocal(32 * 2)
+	dSlot, sumfSlotM := frame.Offset(0), frame.Offset(32)
+
+	w := Load(Param("w").Base(), GP64())
+	nb := Load(Param("nb"), GP64())
+	ap := Load(Param("aux").Base(), GP64())
+	var acc [8]VecVirtual
+	for l := range acc {
+		acc[l] = YMM()
+		VXORPS(acc[l], acc[l], acc[l])
+	}
+	VMOVUPS(acc[0], sumfSlotM)
+
+	Label(name + "_block")
+	TESTQ(nb, nb)
+	JZ(LabelRef(name + "_done"))
+	for off := 0; *prefetch > 0 && off < blockBytes; off += 64 {
+		PREFETCHT0(Mem{Base: w, Disp: *prefetch + off})
+	}
+	var sc [4]VecVirtual
+	for jj := range sc {
+		sc[jj] = YMM()
+		VPMOVZXBW(Mem{Base: w, Disp: offScales + 16*jj}, sc[jj])
+	}
+	{
+		dx := YMM()
+		VBROADCASTSS(Mem{Base: ap, Disp: auxScaleOff}, dx)
+		d := YMM()
+		VCVTPH2PS(Mem{Base: w}, d)
+		VMULPS(dx, d, d)
+		VMOVUPS(d, dSlot)
+		var m VecVirtual
+		for k := 0; k < 4; k++ {
+			q, bs := YMM(), YMM()
+			VPMOVZXBW(Mem{Base: w, Disp: offMins + 16*k}, q)
+			VPBROADCASTD(Mem{Base: ap, Disp: auxSumsOff + 4*k}, bs)
+			VPMADDWD(bs, q, q)
+			if k == 0 {
+				m = q
+			} else {
+				VPADDD(q, m, m)
+			}
+		}
+		VCVTDQ2PS(m, m)
+		dmin := YMM()
+		VCVTPH2PS(Mem{Base: w, Disp: offDmin}, dmin)
+		VMULPS(dx, dmin, dmin)
+		VMULPS(dmin, m, m)
+		s := YMM()
+		VMOVUPS(sumfSlotM, s)
+		VSUBPS(m, s, s)
+		VMOVUPS(s, sumfSlotM)
+	}
+	for l := 0; l < 8; l++ {
+		var c VecVirtual
+		for jj := 0; jj < 4; jj++ {
+			p := YMM()
+			VMOVDQU(Mem{Base: w, Disp: offQuants + 32*(4*l+jj)}, p)
+			lo := YMM()
+			VPAND(mask0F, p, lo)
+			VPSRLW(Imm(4), p, p)
+			VPAND(mask0F, p, p)
+			x := Mem{Base: ap, Disp: 4 * 2 * (4*l + jj)}
+			m := YMM()
+			VPBROADCASTD(x, m)
+			VPMADDUBSW(m, lo, lo)
+			VPBROADCASTD(x.Offset(4), m)
+			VPMADDUBSW(m, p, p)
+			VPADDW(p, lo, lo)
+			VPMADDWD(sc[jj], lo, lo)
+			if jj == 0 {
+				c = lo
+			} else {
+				VPADDD(lo, c, c)
+			}
+		}
+		VCVTDQ2PS(c, c)
+		VMULPS(dSlot, c, c)
+		VADDPS(c, acc[l], acc[l])
+	}
+	ADDQ(U32(blockBytes), w)
+	ADDQ(U32(auxBytes), ap)
+	DECQ(nb)
+	JMP(LabelRef(name + "_block"))
+
+	Label(name + "_done")
+	d := Load(Param("dst").Base(), GP64())
+	s := YMM()
+	VMOVUPS(sumfSlotM, s)
+	for l := 0; l < 8; l++ {
+		VADDPS(acc[l], s, s)
+	}
+	VMOVUPS(s, Mem{Base: d})
 	VZEROUPPER()
 	RET()
 }
