@@ -4,7 +4,7 @@
 
 package quant
 
-// dotQ4Kx8T1AVX2 sets dst[t*dstStride+r] to the reference Q4_K×Q8_K dot product of packed row r (r < 8) with token t's expanded activations (t < 1), over nb blocks (AVX2, F16C).
+// dotQ4Kx8T1AVX2 sets dst[r] to the reference Q4_K×Q8_K dot product of packed row r (r < 8) with one token's expanded activations, over nb blocks (AVX2, F16C).
 func dotQ4Kx8T1AVX2(w []byte, nb int, aux []byte, auxStride int, dst []float32, dstStride int)
 
 // dotQ4Kx8T2AVX2 sets dst[t*dstStride+r] to the reference Q4_K×Q8_K dot product of packed row r (r < 8) with token t's expanded activations (t < 2), over nb blocks (AVX2, F16C).
