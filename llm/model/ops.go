@@ -130,18 +130,39 @@ func softMax(x []float32) {
 func swiGLU(dst, gate, up []float32) {
 	n := len(gate)
 	i := 0
-	var g [4]float32
+	// Whole groups of 8 of the part done 4 at a time go to the kernel
+	// where there is one; a group it leaves (an exponent out of the normal
+	// range, or NaN) is done here, 4 at a time as before.
+	if swiGLUGroups != nil {
+		for groups := n / 4 * 4 / 8; i/8 < groups; {
+			i += 8 * swiGLUGroups(dst[i:], gate[i:], up[i:], groups-i/8)
+			if i/8 < groups {
+				swiGLU4(dst[i:], gate[i:], up[i:])
+				swiGLU4(dst[i+4:], gate[i+4:], up[i+4:])
+				i += 8
+			}
+		}
+	}
 	for ; i+3 < n; i += 4 {
-		for l := range g {
-			g[l] = 0 - gate[i+l]
-		}
-		expf4(&g)
-		for l := range g {
-			dst[i+l] = gate[i+l] / (1 + g[l]) * up[i+l]
-		}
+		swiGLU4(dst[i:], gate[i:], up[i:])
 	}
 	for ; i < n; i++ {
 		dst[i] = gate[i] / (1 + expf(-gate[i])) * up[i]
+	}
+}
+
+// swiGLUGroups, where an architecture file sets it, computes swiGLU's
+// groups of 8 with the same bits and returns how many it did.
+var swiGLUGroups func(dst, gate, up []float32, groups int) int
+
+func swiGLU4(dst, gate, up []float32) {
+	var g [4]float32
+	for l := range g {
+		g[l] = 0 - gate[l]
+	}
+	expf4(&g)
+	for l := range g {
+		dst[l] = gate[l] / (1 + g[l]) * up[l]
 	}
 }
 

@@ -169,3 +169,41 @@ func TestRope(t *testing.T) {
 		}
 	}
 }
+
+// TestSwiGLUKernelMatchesGo checks the architecture kernel, where there is
+// one, against the portable code bit for bit, on rows of every length mod
+// 8 with values that send the exponent out of the normal range (either
+// way, alone or in the middle of a group), NaN, infinities and signed
+// zeros.
+func TestSwiGLUKernelMatchesGo(t *testing.T) {
+	if swiGLUGroups == nil {
+		t.Skip("no swiGLU kernel on this CPU or build")
+	}
+	kernel := swiGLUGroups
+	defer func() { swiGLUGroups = kernel }()
+	specials := []float32{0, float32(math.Copysign(0, -1)), 87, -87, 87.5, -87.5, 88.8, -88.8, 100, -100, 104, -104, 200, -200,
+		float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 1e-40, -1e-40, 3e38, -3e38}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, n := range []int{1, 4, 7, 8, 9, 15, 16, 17, 31, 64, 100, 5632} {
+		for trial := range 20 {
+			g, u := make([]float32, n), make([]float32, n)
+			for i := range g {
+				g[i] = float32(rng.NormFloat64() * 6)
+				u[i] = float32(rng.NormFloat64())
+				if trial > 0 && rng.IntN(8*trial) == 0 {
+					g[i] = specials[rng.IntN(len(specials))]
+				}
+			}
+			got, want := make([]float32, n), make([]float32, n)
+			swiGLUGroups = kernel
+			swiGLU(got, g, u)
+			swiGLUGroups = nil
+			swiGLU(want, g, u)
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("n=%d trial %d: y[%d] for gate %v = %v (%#x), want %v (%#x)", n, trial, i, g[i], got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+				}
+			}
+		}
+	}
+}
