@@ -22,8 +22,22 @@ type attnJob struct {
 	scale  float32
 	scores [][]float32 // per worker [headBlock][longest context]
 	q16    [][]float32 // per worker [headBlock][headDim]
+	qT     [][]float32 // per worker [headDim][headBlock], for the kernels
 	acc    [][]float64 // per worker [headBlock][headDim]
 }
+
+// attnKernelSet holds architecture kernels for headGroup's two loops; each
+// returns exactly the sums of the Go loops below (see llm/quant/asm/attn).
+type attnKernelSet struct {
+	// scores4x2 sets out[i], out[4+i] to head i's sums against k, kn.
+	scores4x2 func(qT []float32, k, kn []uint16, out *[8]float64)
+	// accV4x2 and accV4x1 add one or two positions' weighted values to
+	// the 4 heads' accumulators; len(v) must be a multiple of 4.
+	accV4x2 func(acc []float64, v, vn []uint16, r, n *[4]float32)
+	accV4x1 func(acc []float64, v []uint16, r *[4]float32)
+}
+
+var attnKernels *attnKernelSet
 
 // headBlock is how many query heads that share one KV head (grouped-query
 // attention: TinyLlama's 32 query heads use 4 KV heads) a unit of work
@@ -39,6 +53,7 @@ func (j *attnJob) init(e *engine, workers, nCtx int) {
 	for range max(workers, 1) {
 		j.scores = append(j.scores, make([]float32, headBlock*nCtx))
 		j.q16 = append(j.q16, make([]float32, headBlock*hd))
+		j.qT = append(j.qT, make([]float32, headBlock*hd))
 		j.acc = append(j.acc, make([]float64, headBlock*hd))
 	}
 }
@@ -193,7 +208,27 @@ func (j *attnJob) headGroup(worker, unit int) {
 	sc := j.scores[worker][:headBlock*n]
 	s0, s1, s2, s3 := sc[:n], sc[n:2*n], sc[2*n:3*n], sc[3*n:4*n]
 	kRow := func(p int) []uint16 { return kc[p*kvDim+off : p*kvDim+off+hd : p*kvDim+off+hd] }
+	kern := attnKernels
+	if hd%4 != 0 {
+		kern = nil
+	}
 	p := 0
+	if kern != nil {
+		qT := j.qT[worker][:headBlock*hd]
+		for d := range hd {
+			qT[4*d], qT[4*d+1], qT[4*d+2], qT[4*d+3] = q0[d], q1[d], q2[d], q3[d]
+		}
+		var out [8]float64
+		for ; p < n; p += 2 {
+			// A last odd position goes through as both rows; only its
+			// first half is kept.
+			kern.scores4x2(qT, kRow(p), kRow(min(p+1, n-1)), &out)
+			s0[p], s1[p], s2[p], s3[p] = float32(out[0])*j.scale, float32(out[1])*j.scale, float32(out[2])*j.scale, float32(out[3])*j.scale
+			if p+1 < n {
+				s0[p+1], s1[p+1], s2[p+1], s3[p+1] = float32(out[4])*j.scale, float32(out[5])*j.scale, float32(out[6])*j.scale, float32(out[7])*j.scale
+			}
+		}
+	}
 	for ; p+1 < n; p += 2 {
 		k, kn := kRow(p), kRow(p+1)
 		q0, q1, q2, q3 := q0[:len(k)], q1[:len(k)], q2[:len(k)], q3[:len(k)]
@@ -242,6 +277,18 @@ func (j *attnJob) headGroup(worker, unit int) {
 	vRow := func(p int) []uint16 { return vc[p*kvDim+off : p*kvDim+off+hd : p*kvDim+off+hd] }
 	f16 := func(x float32) float32 { return tab[quant.FP32ToFP16(x)] }
 	p = 0
+	if kern != nil {
+		for ; p+1 < n; p += 2 {
+			r := [4]float32{f16(s0[p]), f16(s1[p]), f16(s2[p]), f16(s3[p])}
+			rn := [4]float32{f16(s0[p+1]), f16(s1[p+1]), f16(s2[p+1]), f16(s3[p+1])}
+			kern.accV4x2(acc, vRow(p), vRow(p+1), &r, &rn)
+		}
+		if p < n {
+			r := [4]float32{f16(s0[p]), f16(s1[p]), f16(s2[p]), f16(s3[p])}
+			kern.accV4x1(acc, vRow(p), &r)
+			p++
+		}
+	}
 	for ; p+1 < n; p += 2 {
 		r0, r1, r2, r3 := f16(s0[p]), f16(s1[p]), f16(s2[p]), f16(s3[p])
 		n0, n1, n2, n3 := f16(s0[p+1]), f16(s1[p+1]), f16(s2[p+1]), f16(s3[p+1])

@@ -95,12 +95,14 @@ var attnShapes = []struct {
 	{"qwen2-small", HParams{Heads: 4, HeadsKV: 2, HeadDim: 16}},
 	{"odd", HParams{Heads: 3, HeadsKV: 1, HeadDim: 7}},
 	{"group8-odd-dim", HParams{Heads: 16, HeadsKV: 2, HeadDim: 5}},
+	{"group4-dim12", HParams{Heads: 8, HeadsKV: 2, HeadDim: 12}},
 }
 
 // TestAttentionMatchesPlainLoop: the unrolled, round-robin kernels (per
-// head, and per block of heads sharing a KV head) give the same bits as the
-// plain loop, for prompt batches and single tokens, with
-// lengths that are and are not multiples of the unroll.
+// head, and per block of heads sharing a KV head, in Go and with the
+// architecture kernels) give the same bits as the plain loop, for prompt
+// batches and single tokens, with lengths that are and are not multiples
+// of the unroll.
 func TestAttentionMatchesPlainLoop(t *testing.T) {
 	for _, sh := range attnShapes {
 		for _, c := range []struct{ pos, n, threads int }{{0, 1, 1}, {0, 13, 2}, {37, 1, 2}, {5, 30, 3}, {100, 2, 1}} {
@@ -113,12 +115,17 @@ func TestAttentionMatchesPlainLoop(t *testing.T) {
 				if sh.hp.Heads/sh.hp.HeadsKV%headBlock == 0 {
 					blocks = append(blocks, headBlock)
 				}
-				for _, block := range blocks {
-					clear(a.Attn)
-					s.attendBlocks(0, a, c.n, block)
-					for i, w := range want {
-						if got := a.Attn[i]; math.Float32bits(got) != math.Float32bits(w) {
-							t.Fatalf("%d heads per unit: element %d: %v, plain loop %v", block, i, got, w)
+				kernels := attnKernels
+				defer func() { attnKernels = kernels }()
+				for _, kern := range []*attnKernelSet{kernels, nil} {
+					attnKernels = kern
+					for _, block := range blocks {
+						clear(a.Attn)
+						s.attendBlocks(0, a, c.n, block)
+						for i, w := range want {
+							if got := a.Attn[i]; math.Float32bits(got) != math.Float32bits(w) {
+								t.Fatalf("%d heads per unit, kernels %v: element %d: %v, plain loop %v", block, kern != nil, i, got, w)
+							}
 						}
 					}
 				}
@@ -128,7 +135,8 @@ func TestAttentionMatchesPlainLoop(t *testing.T) {
 }
 
 // BenchmarkAttention compares the plain loop ("before", contiguous ranges)
-// with the engine's kernel on one layer of TinyLlama-shaped attention: a
+// with the engine's kernels (grouped: with the architecture kernels where
+// there are some; grouped-go: without) on one layer of TinyLlama-shaped attention: a
 // 64-token prompt batch after 1472 cached tokens (pp) and one token at
 // position 1536 (tg), on 1 and 2 threads.
 func BenchmarkAttention(b *testing.B) {
@@ -150,6 +158,14 @@ func BenchmarkAttention(b *testing.B) {
 				}
 			})
 			b.Run(fmt.Sprintf("%s/t%d/impl=grouped", c.name, threads), func(b *testing.B) {
+				for b.Loop() {
+					s.attend(0, a, c.n)
+				}
+			})
+			b.Run(fmt.Sprintf("%s/t%d/impl=grouped-go", c.name, threads), func(b *testing.B) {
+				kernels := attnKernels
+				attnKernels = nil
+				defer func() { attnKernels = kernels }()
 				for b.Loop() {
 					s.attend(0, a, c.n)
 				}
