@@ -29,8 +29,10 @@ type attnJob struct {
 // attnKernelSet holds architecture kernels for headGroup's two loops; each
 // returns exactly the sums of the Go loops below (see llm/quant/asm/attn).
 type attnKernelSet struct {
-	// scores4x2 sets out[i], out[4+i] to head i's sums against k, kn.
+	// scores4x2 sets out[i], out[4+i] to head i's sums against k, kn;
+	// scores4x4 the same for 4 rows.
 	scores4x2 func(qT []float32, k, kn []uint16, out *[8]float64)
+	scores4x4 func(qT []float32, k0, k1, k2, k3 []uint16, out *[16]float64)
 	// accV4x2 and accV4x1 add one or two positions' weighted values to
 	// the 4 heads' accumulators; len(v) must be a multiple of 4.
 	accV4x2 func(acc []float64, v, vn []uint16, r, n *[4]float32)
@@ -217,6 +219,14 @@ func (j *attnJob) headGroup(worker, unit int) {
 		qT := j.qT[worker][:headBlock*hd]
 		for d := range hd {
 			qT[4*d], qT[4*d+1], qT[4*d+2], qT[4*d+3] = q0[d], q1[d], q2[d], q3[d]
+		}
+		var out4 [16]float64
+		for ; p+3 < n; p += 4 {
+			kern.scores4x4(qT, kRow(p), kRow(p+1), kRow(p+2), kRow(p+3), &out4)
+			for r := range 4 {
+				o := out4[4*r:]
+				s0[p+r], s1[p+r], s2[p+r], s3[p+r] = float32(o[0])*j.scale, float32(o[1])*j.scale, float32(o[2])*j.scale, float32(o[3])*j.scale
+			}
 		}
 		var out [8]float64
 		for ; p < n; p += 2 {

@@ -11,6 +11,7 @@ func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasF16C {
 		attnKernels = &attnKernelSet{
 			scores4x2: attnScores4x2AVX2,
+			scores4x4: attnScores4x4AVX2,
 			accV4x2:   attnAccV4x2AVX2,
 			accV4x1:   attnAccV4x1AVX2,
 		}

@@ -4,21 +4,21 @@
 
 #include "textflag.h"
 
-// func attnScores4x2AVX2(qT []float32, k []uint16, kn []uint16, out *[8]float64)
+// func attnScores4x2AVX2(qT []float32, k0 []uint16, k1 []uint16, out *[8]float64)
 // Requires: AVX, AVX2, F16C
 TEXT ·attnScores4x2AVX2(SB), NOSPLIT, $0-80
 	MOVQ   qT_base+0(FP), AX
-	MOVQ   k_base+24(FP), CX
-	MOVQ   k_len+32(FP), DX
-	MOVQ   kn_base+48(FP), BX
+	MOVQ   k0_len+32(FP), CX
+	MOVQ   k0_base+24(FP), DX
 	VXORPD Y0, Y0, Y0
+	MOVQ   k1_base+48(FP), BX
 	VXORPD Y1, Y1, Y1
 
-scores_loop:
-	TESTQ        DX, DX
-	JZ           scores_done
+attnScores4x2AVX2_loop:
+	TESTQ        CX, CX
+	JZ           attnScores4x2AVX2_done
 	VMOVUPS      (AX), X2
-	VPBROADCASTW (CX), X3
+	VPBROADCASTW (DX), X3
 	VCVTPH2PS    X3, X3
 	VMULPS       X3, X2, X3
 	VCVTPS2PD    X3, Y3
@@ -29,15 +29,70 @@ scores_loop:
 	VCVTPS2PD    X3, Y2
 	VADDPD       Y2, Y1, Y1
 	ADDQ         $0x10, AX
-	ADDQ         $0x02, CX
+	ADDQ         $0x02, DX
 	ADDQ         $0x02, BX
-	DECQ         DX
-	JMP          scores_loop
+	DECQ         CX
+	JMP          attnScores4x2AVX2_loop
 
-scores_done:
+attnScores4x2AVX2_done:
 	MOVQ    out+72(FP), AX
 	VMOVUPD Y0, (AX)
 	VMOVUPD Y1, 32(AX)
+	VZEROUPPER
+	RET
+
+// func attnScores4x4AVX2(qT []float32, k0 []uint16, k1 []uint16, k2 []uint16, k3 []uint16, out *[16]float64)
+// Requires: AVX, AVX2, F16C
+TEXT ·attnScores4x4AVX2(SB), NOSPLIT, $0-128
+	MOVQ   qT_base+0(FP), AX
+	MOVQ   k0_len+32(FP), CX
+	MOVQ   k0_base+24(FP), DX
+	VXORPD Y0, Y0, Y0
+	MOVQ   k1_base+48(FP), BX
+	VXORPD Y1, Y1, Y1
+	MOVQ   k2_base+72(FP), SI
+	VXORPD Y2, Y2, Y2
+	MOVQ   k3_base+96(FP), DI
+	VXORPD Y3, Y3, Y3
+
+attnScores4x4AVX2_loop:
+	TESTQ        CX, CX
+	JZ           attnScores4x4AVX2_done
+	VMOVUPS      (AX), X4
+	VPBROADCASTW (DX), X5
+	VCVTPH2PS    X5, X5
+	VMULPS       X5, X4, X5
+	VCVTPS2PD    X5, Y5
+	VADDPD       Y5, Y0, Y0
+	VPBROADCASTW (BX), X5
+	VCVTPH2PS    X5, X5
+	VMULPS       X5, X4, X5
+	VCVTPS2PD    X5, Y5
+	VADDPD       Y5, Y1, Y1
+	VPBROADCASTW (SI), X5
+	VCVTPH2PS    X5, X5
+	VMULPS       X5, X4, X5
+	VCVTPS2PD    X5, Y5
+	VADDPD       Y5, Y2, Y2
+	VPBROADCASTW (DI), X5
+	VCVTPH2PS    X5, X5
+	VMULPS       X5, X4, X5
+	VCVTPS2PD    X5, Y4
+	VADDPD       Y4, Y3, Y3
+	ADDQ         $0x10, AX
+	ADDQ         $0x02, DX
+	ADDQ         $0x02, BX
+	ADDQ         $0x02, SI
+	ADDQ         $0x02, DI
+	DECQ         CX
+	JMP          attnScores4x4AVX2_loop
+
+attnScores4x4AVX2_done:
+	MOVQ    out+120(FP), AX
+	VMOVUPD Y0, (AX)
+	VMOVUPD Y1, 32(AX)
+	VMOVUPD Y2, 64(AX)
+	VMOVUPD Y3, 96(AX)
 	VZEROUPPER
 	RET
 

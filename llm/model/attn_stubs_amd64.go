@@ -4,8 +4,11 @@
 
 package model
 
-// attnScores4x2AVX2 sets out[i] and out[4+i] to Σ_d float64(qT[4d+i]*k[d]) and the same with kn, d ascending, for the 4 heads i (AVX2, F16C); len(kn) must be at least len(k).
-func attnScores4x2AVX2(qT []float32, k []uint16, kn []uint16, out *[8]float64)
+// attnScores4x2AVX2 sets out[4r+i] to Σ_d float64(qT[4d+i]*kr[d]), d ascending, for the 4 heads i and the 2 rows kr (AVX2, F16C); every row must be at least as long as k0.
+func attnScores4x2AVX2(qT []float32, k0 []uint16, k1 []uint16, out *[8]float64)
+
+// attnScores4x4AVX2 sets out[4r+i] to Σ_d float64(qT[4d+i]*kr[d]), d ascending, for the 4 heads i and the 4 rows kr (AVX2, F16C); every row must be at least as long as k0.
+func attnScores4x4AVX2(qT []float32, k0 []uint16, k1 []uint16, k2 []uint16, k3 []uint16, out *[16]float64)
 
 // attnAccV4x2AVX2 adds the weighted value rows to the 4 heads' accumulators (head h at acc[h*len(v):]) in llm/model's order, 4 elements at a time; len(v) must be a multiple of 4 (AVX2, F16C).
 func attnAccV4x2AVX2(acc []float64, v []uint16, vn []uint16, r *[4]float32, n *[4]float32)

@@ -8,6 +8,8 @@ package main
 
 import (
 	"flag"
+	"fmt"
+	"strings"
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
@@ -17,50 +19,58 @@ import (
 func main() {
 	flag.Parse()
 	ConstraintExpr("!purego")
-	genScores()
+	genScores(2)
+	genScores(4)
 	genAccV(2)
 	genAccV(1)
 	Generate()
 }
 
-// genScores: out[i] (i < 4) is head i's score sum against row k, out[4+i]
-// against row kn; qT holds the 4 heads' query values interleaved, d major.
-func genScores() {
-	TEXT("attnScores4x2AVX2", NOSPLIT, "func(qT []float32, k, kn []uint16, out *[8]float64)")
-	Doc("attnScores4x2AVX2 sets out[i] and out[4+i] to Σ_d float64(qT[4d+i]*k[d]) and the same with kn, d ascending, for the 4 heads i (AVX2, F16C); len(kn) must be at least len(k).")
+// genScores: out[4r+i] (i < 4) is head i's score sum against the r-th of
+// the rows k rows; qT holds the 4 heads' query values interleaved, d major.
+// More rows in flight hide more of the float64 additions' latency (one
+// chain per row) and of the cache misses on the rows.
+func genScores(rows int) {
+	name := fmt.Sprintf("attnScores4x%dAVX2", rows)
+	args := []string{"k0"}
+	for r := 1; r < rows; r++ {
+		args = append(args, fmt.Sprintf("k%d", r))
+	}
+	TEXT(name, NOSPLIT, fmt.Sprintf("func(qT []float32, %s []uint16, out *[%d]float64)", strings.Join(args, ", "), 4*rows))
+	Doc(fmt.Sprintf("%s sets out[4r+i] to Σ_d float64(qT[4d+i]*kr[d]), d ascending, for the 4 heads i and the %d rows kr (AVX2, F16C); every row must be at least as long as k0.", name, rows))
 	q := Load(Param("qT").Base(), GP64())
-	k := Load(Param("k").Base(), GP64())
-	hd := Load(Param("k").Len(), GP64())
-	kn := Load(Param("kn").Base(), GP64())
-	a, b := YMM(), YMM()
-	VXORPD(a, a, a)
-	VXORPD(b, b, b)
-	Label("scores_loop")
+	hd := Load(Param("k0").Len(), GP64())
+	ptrs := make([]Register, rows)
+	acc := make([]VecVirtual, rows)
+	for r := range rows {
+		ptrs[r] = Load(Param(args[r]).Base(), GP64())
+		acc[r] = YMM()
+		VXORPD(acc[r], acc[r], acc[r])
+	}
+	Label(name + "_loop")
 	TESTQ(hd, hd)
-	JZ(LabelRef("scores_done"))
+	JZ(LabelRef(name + "_done"))
 	q4 := XMM()
 	VMOVUPS(Mem{Base: q}, q4)
-	for i, acc := range []VecVirtual{a, b} {
-		row := k
-		if i == 1 {
-			row = kn
-		}
+	for r := range rows {
 		x, p := XMM(), YMM()
-		VPBROADCASTW(Mem{Base: row}, x)
+		VPBROADCASTW(Mem{Base: ptrs[r]}, x)
 		VCVTPH2PS(x, x)
 		VMULPS(x, q4, x)
 		VCVTPS2PD(x, p)
-		VADDPD(p, acc, acc)
+		VADDPD(p, acc[r], acc[r])
 	}
 	ADDQ(Imm(16), q)
-	ADDQ(Imm(2), k)
-	ADDQ(Imm(2), kn)
+	for r := range rows {
+		ADDQ(Imm(2), ptrs[r])
+	}
 	DECQ(hd)
-	JMP(LabelRef("scores_loop"))
-	Label("scores_done")
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
 	out := Load(Param("out"), GP64())
-	VMOVUPD(a, Mem{Base: out})
-	VMOVUPD(b, Mem{Base: out, Disp: 32})
+	for r := range rows {
+		VMOVUPD(acc[r], Mem{Base: out, Disp: 32 * r})
+	}
 	VZEROUPPER()
 	RET()
 }
