@@ -24,6 +24,14 @@ type attnJob struct {
 	q16    [][]float32 // per worker [headBlock][headDim]
 	qT     [][]float32 // per worker [headDim][headBlock], for the kernels
 	acc    [][]float64 // per worker [headBlock][headDim]
+	// kio holds each worker's kernel operands: passed by pointer through
+	// a func value they would escape, and be allocated on every call.
+	kio []*attnKernelIO
+}
+
+type attnKernelIO struct {
+	r, rn [4]float32
+	out   [16]float64
 }
 
 // attnKernelSet holds architecture kernels for headGroup's two loops; each
@@ -56,6 +64,7 @@ func (j *attnJob) init(e *engine, workers, nCtx int) {
 		j.scores = append(j.scores, make([]float32, headBlock*nCtx))
 		j.q16 = append(j.q16, make([]float32, headBlock*hd))
 		j.qT = append(j.qT, make([]float32, headBlock*hd))
+		j.kio = append(j.kio, new(attnKernelIO))
 		j.acc = append(j.acc, make([]float64, headBlock*hd))
 	}
 }
@@ -220,19 +229,19 @@ func (j *attnJob) headGroup(worker, unit int) {
 		for d := range hd {
 			qT[4*d], qT[4*d+1], qT[4*d+2], qT[4*d+3] = q0[d], q1[d], q2[d], q3[d]
 		}
-		var out4 [16]float64
+		io := j.kio[worker]
 		for ; p+3 < n; p += 4 {
-			kern.scores4x4(qT, kRow(p), kRow(p+1), kRow(p+2), kRow(p+3), &out4)
+			kern.scores4x4(qT, kRow(p), kRow(p+1), kRow(p+2), kRow(p+3), &io.out)
 			for r := range 4 {
-				o := out4[4*r:]
+				o := io.out[4*r:]
 				s0[p+r], s1[p+r], s2[p+r], s3[p+r] = float32(o[0])*j.scale, float32(o[1])*j.scale, float32(o[2])*j.scale, float32(o[3])*j.scale
 			}
 		}
-		var out [8]float64
+		out := (*[8]float64)(io.out[:8])
 		for ; p < n; p += 2 {
 			// A last odd position goes through as both rows; only its
 			// first half is kept.
-			kern.scores4x2(qT, kRow(p), kRow(min(p+1, n-1)), &out)
+			kern.scores4x2(qT, kRow(p), kRow(min(p+1, n-1)), out)
 			s0[p], s1[p], s2[p], s3[p] = float32(out[0])*j.scale, float32(out[1])*j.scale, float32(out[2])*j.scale, float32(out[3])*j.scale
 			if p+1 < n {
 				s0[p+1], s1[p+1], s2[p+1], s3[p+1] = float32(out[4])*j.scale, float32(out[5])*j.scale, float32(out[6])*j.scale, float32(out[7])*j.scale
@@ -288,14 +297,15 @@ func (j *attnJob) headGroup(worker, unit int) {
 	f16 := func(x float32) float32 { return tab[quant.FP32ToFP16(x)] }
 	p = 0
 	if kern != nil {
+		io := j.kio[worker]
 		for ; p+1 < n; p += 2 {
-			r := [4]float32{f16(s0[p]), f16(s1[p]), f16(s2[p]), f16(s3[p])}
-			rn := [4]float32{f16(s0[p+1]), f16(s1[p+1]), f16(s2[p+1]), f16(s3[p+1])}
-			kern.accV4x2(acc, vRow(p), vRow(p+1), &r, &rn)
+			io.r = [4]float32{f16(s0[p]), f16(s1[p]), f16(s2[p]), f16(s3[p])}
+			io.rn = [4]float32{f16(s0[p+1]), f16(s1[p+1]), f16(s2[p+1]), f16(s3[p+1])}
+			kern.accV4x2(acc, vRow(p), vRow(p+1), &io.r, &io.rn)
 		}
 		if p < n {
-			r := [4]float32{f16(s0[p]), f16(s1[p]), f16(s2[p]), f16(s3[p])}
-			kern.accV4x1(acc, vRow(p), &r)
+			io.r = [4]float32{f16(s0[p]), f16(s1[p]), f16(s2[p]), f16(s3[p])}
+			kern.accV4x1(acc, vRow(p), &io.r)
 			p++
 		}
 	}

@@ -163,9 +163,9 @@ func BenchmarkAttention(b *testing.B) {
 				}
 			})
 			b.Run(fmt.Sprintf("%s/t%d/impl=grouped-go", c.name, threads), func(b *testing.B) {
-				kernels := attnKernels
-				attnKernels = nil
-				defer func() { attnKernels = kernels }()
+				kernels, exp := attnKernels, expGroups
+				attnKernels, expGroups = nil, nil
+				defer func() { attnKernels, expGroups = kernels, exp }()
 				for b.Loop() {
 					s.attend(0, a, c.n)
 				}

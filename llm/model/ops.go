@@ -101,22 +101,42 @@ func softMax(x []float32) {
 			maxv = v
 		}
 	}
+	// Whole groups of 4 are shifted and exponentiated in place (8 at a
+	// time by a kernel where there is one), then summed group by group;
+	// the last, partial group is padded with -Inf as ggml pads it.
+	full := len(x) / 4 * 4
+	for i := range x[:full] {
+		x[i] -= maxv
+	}
+	i := 0
+	if expGroups != nil {
+		for groups := full / 8; i/8 < groups; {
+			i += 8 * expGroups(x[i:], groups-i/8)
+			if i/8 < groups {
+				expf4((*[4]float32)(x[i : i+4]))
+				expf4((*[4]float32)(x[i+4 : i+8]))
+				i += 8
+			}
+		}
+	}
+	for ; i < full; i += 4 {
+		expf4((*[4]float32)(x[i : i+4]))
+	}
 	var sum float64
-	var g [4]float32
-	for i := 0; i < len(x); i += 4 {
+	for i := 0; i < full; i += 4 {
+		sum += float64((x[i] + x[i+1]) + (x[i+2] + x[i+3]))
+	}
+	if full < len(x) {
+		var g [4]float32
 		for l := range g {
-			if i+l < len(x) {
-				g[l] = x[i+l] - maxv
+			if full+l < len(x) {
+				g[l] = x[full+l] - maxv
 			} else {
 				g[l] = float32(math.Inf(-1))
 			}
 		}
 		expf4(&g)
-		for l := range g {
-			if i+l < len(x) {
-				x[i+l] = g[l]
-			}
-		}
+		copy(x[full:], g[:])
 		sum += float64((g[0] + g[1]) + (g[2] + g[3]))
 	}
 	inv := float32(1 / sum)
@@ -124,6 +144,11 @@ func softMax(x []float32) {
 		x[i] *= inv
 	}
 }
+
+// expGroups, where an architecture file sets it, replaces groups of 8
+// values of x with vexpf's, with the same bits, and returns how many
+// groups it did.
+var expGroups func(x []float32, groups int) int
 
 // swiGLU writes silu(gate) * up into dst: ggml_vec_swiglu_f32, vectorised
 // exp for groups of four, libm expf for the rest.
