@@ -134,19 +134,8 @@ func init() {
 type packedGroupFunc func(w []byte, nb int, aux []byte, auxStride int, tokens int, dst []float32, dstStride int)
 
 func dotPackedQ4_0(group packedGroupFunc, n int, w []byte, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
-	nb := n / QK
+	groups, nb := packedGroups("DotPackedQ4_0", n, QK, PackedQ4_0BlockBytes, Q8_0AuxBytes(n), w, aux, auxStride, tokens, dst, dstStride)
 	gb := nb * PackedQ4_0BlockBytes
-	if n <= 0 || n%QK != 0 || len(w)%gb != 0 {
-		panic(fmt.Sprintf("quant: DotPackedQ4_0 n=%d: %d bytes of packed weights", n, len(w)))
-	}
-	groups := len(w) / gb
-	rows := 8 * groups
-	ab := Q8_0AuxBytes(n)
-	if tokens < 0 || tokens > 0 && (auxStride < ab || dstStride < rows ||
-		len(aux) < (tokens-1)*auxStride+ab || len(dst) < (tokens-1)*dstStride+rows) {
-		panic(fmt.Sprintf("quant: DotPackedQ4_0 n=%d rows=%d tokens=%d: sizes aux %d/%d dst %d/%d",
-			n, rows, tokens, len(aux), auxStride, len(dst), dstStride))
-	}
 	// Four tokens at a time over all the groups: the groups' weights stay
 	// in L2 while each four tokens' activations pass over them.
 	for t := 0; t < tokens; t += 4 {

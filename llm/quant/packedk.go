@@ -165,19 +165,8 @@ func init() {
 }
 
 func dotPackedQ4K(group packedGroupFunc, n int, w []byte, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
-	nb := n / QKK
+	groups, nb := packedGroups("DotPackedQ4K", n, QKK, PackedQ4KBlockBytes, Q8KAuxBytes(n), w, aux, auxStride, tokens, dst, dstStride)
 	gb := nb * PackedQ4KBlockBytes
-	if n <= 0 || n%QKK != 0 || len(w)%gb != 0 {
-		panic(fmt.Sprintf("quant: DotPackedQ4K n=%d: %d bytes of packed weights", n, len(w)))
-	}
-	groups := len(w) / gb
-	rows := 8 * groups
-	ab := Q8KAuxBytes(n)
-	if tokens < 0 || tokens > 0 && (auxStride < ab || dstStride < rows ||
-		len(aux) < (tokens-1)*auxStride+ab || len(dst) < (tokens-1)*dstStride+rows) {
-		panic(fmt.Sprintf("quant: DotPackedQ4K n=%d rows=%d tokens=%d: sizes aux %d/%d dst %d/%d",
-			n, rows, tokens, len(aux), auxStride, len(dst), dstStride))
-	}
 	for t := 0; t < tokens; t += packedQ4KTokens {
 		k := min(packedQ4KTokens, tokens-t)
 		for g := 0; g < groups; g++ {

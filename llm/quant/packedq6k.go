@@ -224,19 +224,8 @@ func init() {
 }
 
 func dotPackedQ6K(group packedGroupFunc, n int, w []byte, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
-	nb := n / QKK
+	groups, nb := packedGroups("DotPackedQ6K", n, QKK, PackedQ6KBlockBytes, Q6KAuxBytes(n), w, aux, auxStride, tokens, dst, dstStride)
 	gb := nb * PackedQ6KBlockBytes
-	if n <= 0 || n%QKK != 0 || len(w)%gb != 0 {
-		panic(fmt.Sprintf("quant: DotPackedQ6K n=%d: %d bytes of packed weights", n, len(w)))
-	}
-	groups := len(w) / gb
-	rows := 8 * groups
-	ab := Q6KAuxBytes(n)
-	if tokens < 0 || tokens > 0 && (auxStride < ab || dstStride < rows ||
-		len(aux) < (tokens-1)*auxStride+ab || len(dst) < (tokens-1)*dstStride+rows) {
-		panic(fmt.Sprintf("quant: DotPackedQ6K n=%d rows=%d tokens=%d: sizes aux %d/%d dst %d/%d",
-			n, rows, tokens, len(aux), auxStride, len(dst), dstStride))
-	}
 	// Groups outer: a group's weights (13 KB for a row of 2048) stay in
 	// L1 or L2 while every token passes over them, so a matrix larger than
 	// the caches streams from memory once whatever the tokens, and the

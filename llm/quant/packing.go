@@ -1,5 +1,7 @@
 package quant
 
+import "fmt"
+
 // A Packing is an interleaved layout of a weight type that the CPU
 // multiplies faster than the row-major one: 8 rows side by side, each
 // 32-bit lane of a vector holding one row, so the products need no
@@ -44,4 +46,24 @@ func PackingFor(t Type) *Packing {
 		return nil
 	}
 	return packings[t]
+}
+
+// packedGroups checks the sizes of a Dot call on a layout whose blocks hold
+// blockElems elements of a row and take blockBytes for a group of 8 rows,
+// and whose expansion takes auxRowBytes per activation row; it returns the
+// number of groups and of blocks per row. Wrong sizes panic.
+func packedGroups(name string, n, blockElems, blockBytes, auxRowBytes int, w, aux []byte, auxStride, tokens int, dst []float32, dstStride int) (groups, nb int) {
+	nb = n / blockElems
+	gb := nb * blockBytes
+	if n <= 0 || n%blockElems != 0 || len(w)%gb != 0 {
+		panic(fmt.Sprintf("quant: %s n=%d: %d bytes of packed weights", name, n, len(w)))
+	}
+	groups = len(w) / gb
+	rows := 8 * groups
+	if tokens < 0 || tokens > 0 && (auxStride < auxRowBytes || dstStride < rows ||
+		len(aux) < (tokens-1)*auxStride+auxRowBytes || len(dst) < (tokens-1)*dstStride+rows) {
+		panic(fmt.Sprintf("quant: %s n=%d rows=%d tokens=%d: sizes aux %d/%d dst %d/%d",
+			name, n, rows, tokens, len(aux), auxStride, len(dst), dstStride))
+	}
+	return groups, nb
 }

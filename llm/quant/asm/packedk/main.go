@@ -101,34 +101,7 @@ func genQ4Kx8(tokens int) {
 		VPMOVZXBW(Mem{Base: w, Disp: offScales + 16*jj}, sc[jj])
 	}
 	for t := range tokens {
-		dx := YMM()
-		VBROADCASTSS(Mem{Base: ap[t], Disp: auxScaleOff}, dx)
-		d := YMM()
-		VCVTPH2PS(Mem{Base: w}, d)
-		VMULPS(dx, d, d)
-		VMOVUPS(d, slot(t, sumfSlot+1))
-		// The mins against the activations' sub-block sums.
-		var m VecVirtual
-		for k := 0; k < 4; k++ {
-			q, bs := YMM(), YMM()
-			VPMOVZXBW(Mem{Base: w, Disp: offMins + 16*k}, q)
-			VPBROADCASTD(Mem{Base: ap[t], Disp: auxSumsOff + 4*k}, bs)
-			VPMADDWD(bs, q, q)
-			if k == 0 {
-				m = q
-			} else {
-				VPADDD(q, m, m)
-			}
-		}
-		VCVTDQ2PS(m, m)
-		dmin := YMM()
-		VCVTPH2PS(Mem{Base: w, Disp: offDmin}, dmin)
-		VMULPS(dx, dmin, dmin)
-		VMULPS(dmin, m, m)
-		s := YMM()
-		VMOVUPS(slot(t, sumfSlot), s)
-		VSUBPS(m, s, s)
-		VMOVUPS(s, slot(t, sumfSlot))
+		blockScales(w, ap[t], slot(t, sumfSlot+1), slot(t, sumfSlot))
 	}
 	unpack := func(l, jj int) (lo, hi VecVirtual) {
 		p := YMM()
@@ -228,35 +201,7 @@ func genQ4Kx8T1() {
 		sc[jj] = YMM()
 		VPMOVZXBW(Mem{Base: w, Disp: offScales + 16*jj}, sc[jj])
 	}
-	{
-		dx := YMM()
-		VBROADCASTSS(Mem{Base: ap, Disp: auxScaleOff}, dx)
-		d := YMM()
-		VCVTPH2PS(Mem{Base: w}, d)
-		VMULPS(dx, d, d)
-		VMOVUPS(d, dSlot)
-		var m VecVirtual
-		for k := 0; k < 4; k++ {
-			q, bs := YMM(), YMM()
-			VPMOVZXBW(Mem{Base: w, Disp: offMins + 16*k}, q)
-			VPBROADCASTD(Mem{Base: ap, Disp: auxSumsOff + 4*k}, bs)
-			VPMADDWD(bs, q, q)
-			if k == 0 {
-				m = q
-			} else {
-				VPADDD(q, m, m)
-			}
-		}
-		VCVTDQ2PS(m, m)
-		dmin := YMM()
-		VCVTPH2PS(Mem{Base: w, Disp: offDmin}, dmin)
-		VMULPS(dx, dmin, dmin)
-		VMULPS(dmin, m, m)
-		s := YMM()
-		VMOVUPS(sumfSlotM, s)
-		VSUBPS(m, s, s)
-		VMOVUPS(s, sumfSlotM)
-	}
+	blockScales(w, ap, dSlot, sumfSlotM)
 	for l := 0; l < 8; l++ {
 		var c VecVirtual
 		for jj := 0; jj < 4; jj++ {
@@ -299,4 +244,37 @@ func genQ4Kx8T1() {
 	VMOVUPS(s, Mem{Base: d})
 	VZEROUPPER()
 	RET()
+}
+
+// blockScales emits, for one block and one token, d·d_x of the 8 rows into
+// dSlot, and takes dmin·d_x·Σ mins·(sub-block sums) off the running sums
+// in sumfSlot.
+func blockScales(w, ap Register, dSlot, sumfSlot Mem) {
+	dx := YMM()
+	VBROADCASTSS(Mem{Base: ap, Disp: auxScaleOff}, dx)
+	d := YMM()
+	VCVTPH2PS(Mem{Base: w}, d)
+	VMULPS(dx, d, d)
+	VMOVUPS(d, dSlot)
+	var m VecVirtual
+	for k := 0; k < 4; k++ {
+		q, bs := YMM(), YMM()
+		VPMOVZXBW(Mem{Base: w, Disp: offMins + 16*k}, q)
+		VPBROADCASTD(Mem{Base: ap, Disp: auxSumsOff + 4*k}, bs)
+		VPMADDWD(bs, q, q)
+		if k == 0 {
+			m = q
+		} else {
+			VPADDD(q, m, m)
+		}
+	}
+	VCVTDQ2PS(m, m)
+	dmin := YMM()
+	VCVTPH2PS(Mem{Base: w, Disp: offDmin}, dmin)
+	VMULPS(dx, dmin, dmin)
+	VMULPS(dmin, m, m)
+	s := YMM()
+	VMOVUPS(sumfSlot, s)
+	VSUBPS(m, s, s)
+	VMOVUPS(s, sumfSlot)
 }
