@@ -29,6 +29,7 @@ type benchFlags struct {
 	model   string
 	nPrompt int
 	nGen    int
+	depth   int
 	threads string
 	seqs    string
 	reps    int
@@ -50,6 +51,7 @@ type benchResult struct {
 	Test      string    `json:"test"`
 	NPrompt   int       `json:"n_prompt"`
 	NGen      int       `json:"n_gen"`
+	NDepth    int       `json:"n_depth"`
 	AvgNS     int64     `json:"avg_ns"`
 	StddevNS  int64     `json:"stddev_ns"`
 	AvgTS     float64   `json:"avg_ts"`
@@ -80,6 +82,11 @@ func newBenchCmd() *cobra.Command {
        forward pass (continuous batching, as the local teacher does with
        --concurrency S) and t/s is the aggregate over the S sequences
 
+With --n-depth D every sequence first holds D random tokens of context
+(evaluated before the clock starts, as llama-bench's -d): generation at the
+context lengths a dataset's prompts and answers reach, where attention over
+the cache costs as much as the weights.
+
 Each test runs --repetitions times after one warm-up run; the table shows the
 mean tokens per second and its standard deviation.
 
@@ -95,6 +102,7 @@ next to each tg result (--no-bandwidth skips it).`,
 	f.StringVarP(&fl.model, "model", "m", "", "GGUF model file (required)")
 	f.IntVarP(&fl.nPrompt, "n-prompt", "p", 512, "prompt tokens for the pp test (0 skips it)")
 	f.IntVarP(&fl.nGen, "n-gen", "n", 128, "generated tokens for the tg test (0 skips it)")
+	f.IntVarP(&fl.depth, "n-depth", "d", 0, "tokens already in every sequence's context before each test (evaluated untimed), as llama-bench's -d")
 	f.StringVarP(&fl.threads, "threads", "t", "", "comma-separated thread counts (default: 1 and all cores)")
 	f.StringVarP(&fl.seqs, "seqs", "s", "1,4,8,16", "comma-separated numbers of sequences generating together (tg)")
 	f.IntVarP(&fl.reps, "repetitions", "r", 5, "repetitions of each test")
@@ -122,8 +130,8 @@ func runBench(cmd *cobra.Command, fl *benchFlags) error {
 	if fl.model == "" {
 		return withCode(exitBadInput, errors.New("bench: --model is required"))
 	}
-	if fl.nPrompt < 0 || fl.nGen < 0 || fl.reps < 1 || fl.nPrompt+fl.nGen == 0 {
-		return withCode(exitBadInput, errors.New("bench: need -p >= 0, -n >= 0 (not both 0) and -r >= 1"))
+	if fl.nPrompt < 0 || fl.nGen < 0 || fl.depth < 0 || fl.reps < 1 || fl.nPrompt+fl.nGen == 0 {
+		return withCode(exitBadInput, errors.New("bench: need -p >= 0, -n >= 0 (not both 0), -d >= 0 and -r >= 1"))
 	}
 	if fl.threads == "" {
 		fl.threads = "1"
@@ -234,7 +242,8 @@ func benchModel(ctx context.Context, m *model.Model, base benchResult, seqs int,
 	if !pp {
 		nPrompt, nGen = 0, fl.nGen
 	}
-	nCtx := max(nPrompt, nGen, 1)
+	depth := fl.depth
+	nCtx := depth + max(nPrompt, nGen, 1)
 	sessions := make([]*model.Session, seqs)
 	for i := range sessions {
 		s, err := m.NewSession(nCtx)
@@ -244,7 +253,10 @@ func benchModel(ctx context.Context, m *model.Model, base benchResult, seqs int,
 		defer s.Close()
 		sessions[i] = s
 	}
-	batcher, err := m.NewBatcher(seqs * max(nPrompt, 1))
+	// The depth is filled one sequence at a time, in chunks of at most
+	// depthChunk tokens.
+	const depthChunk = 256
+	batcher, err := m.NewBatcher(max(seqs*max(nPrompt, 1), min(depth, depthChunk)))
 	if err != nil {
 		return nil, err
 	}
@@ -261,10 +273,29 @@ func benchModel(ctx context.Context, m *model.Model, base benchResult, seqs int,
 		}
 		return ids
 	}
-	reset := func() {
+	// reset empties every sequence and then fills it with depth random
+	// tokens, before the clock starts.
+	reset := func() error {
 		for _, s := range sessions {
 			s.Reset()
 		}
+		if depth == 0 {
+			return nil
+		}
+		fill := randomTokens(depth)
+		for i, s := range sessions {
+			for lo := 0; lo < depth; lo += depthChunk {
+				one := []model.BatchItem{{Session: s, Tokens: fill[i][lo:min(lo+depthChunk, depth)]}}
+				if _, err := batcher.Eval(one); err != nil {
+					return fmt.Errorf("filling %d tokens of context: %w", depth, err)
+				}
+			}
+		}
+		return nil
+	}
+	suffix := ""
+	if depth > 0 {
+		suffix = fmt.Sprintf(" @ d%d", depth)
 	}
 	// step evaluates column j of every sequence's tokens (or all of them
 	// when j < 0) as one batch.
@@ -290,18 +321,22 @@ func benchModel(ctx context.Context, m *model.Model, base benchResult, seqs int,
 	}
 	var tests []test
 	if nPrompt > 0 {
-		tests = append(tests, test{name: fmt.Sprintf("pp%d", nPrompt), nPrompt: nPrompt, tokensDone: seqs * nPrompt, run: func() (time.Duration, error) {
+		tests = append(tests, test{name: fmt.Sprintf("pp%d", nPrompt) + suffix, nPrompt: nPrompt, tokensDone: seqs * nPrompt, run: func() (time.Duration, error) {
 			ids := randomTokens(nPrompt)
-			reset()
+			if err := reset(); err != nil {
+				return 0, err
+			}
 			start := time.Now()
 			err := step(ids, -1)
 			return time.Since(start), err
 		}})
 	}
 	if nGen > 0 {
-		tests = append(tests, test{name: fmt.Sprintf("tg%d", nGen), nGen: nGen, tokensDone: seqs * nGen, run: func() (time.Duration, error) {
+		tests = append(tests, test{name: fmt.Sprintf("tg%d", nGen) + suffix, nGen: nGen, tokensDone: seqs * nGen, run: func() (time.Duration, error) {
 			ids := randomTokens(nGen)
-			reset()
+			if err := reset(); err != nil {
+				return 0, err
+			}
 			start := time.Now()
 			for j := range nGen {
 				if err := ctx.Err(); err != nil {
@@ -321,7 +356,7 @@ func benchModel(ctx context.Context, m *model.Model, base benchResult, seqs int,
 		}
 		r := base
 		r.Seqs = seqs
-		r.Test, r.NPrompt, r.NGen = tc.name, tc.nPrompt, tc.nGen
+		r.Test, r.NPrompt, r.NGen, r.NDepth = tc.name, tc.nPrompt, tc.nGen, depth
 		if tc.nGen == 0 {
 			r.MemReadGBs = 0
 		} else if r.MemReadGBs > 0 && r.WeightBytes > 0 {

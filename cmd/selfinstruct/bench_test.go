@@ -54,9 +54,37 @@ func TestBenchJSON(t *testing.T) {
 	}
 }
 
+// With -d every test starts from that many tokens of context, and says so
+// in its name and in n_depth, as llama-bench does.
+func TestBenchDepth(t *testing.T) {
+	requireSharedModels(t)
+	model := filepath.Join(completeShared, "stories260K-Q8_0.gguf")
+	cmd := newBenchCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"--model", model, "-p", "16", "-n", "4", "-d", "300", "-r", "1", "-t", "1", "-s", "2", "--no-bandwidth", "--json"})
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var res []benchResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	var got []string
+	for _, r := range res {
+		got = append(got, fmt.Sprintf("s%d/%s/d%d", r.Seqs, r.Test, r.NDepth))
+		if r.AvgTS <= 0 {
+			t.Errorf("implausible result %+v", r)
+		}
+	}
+	if want := "s1/pp16 @ d300/d300 s2/tg4 @ d300/d300"; strings.Join(got, " ") != want {
+		t.Errorf("tests %v, want %s", got, want)
+	}
+}
+
 func TestBenchBadLists(t *testing.T) {
 	requireSharedModels(t)
-	for _, args := range [][]string{{"-t", "0"}, {"-t", "2,x"}, {"-s", ""}, {"-s", "1,-4"}} {
+	for _, args := range [][]string{{"-t", "0"}, {"-t", "2,x"}, {"-s", ""}, {"-s", "1,-4"}, {"-d", "-1"}} {
 		cmd := newBenchCmd()
 		cmd.SetOut(&bytes.Buffer{})
 		cmd.SetErr(&bytes.Buffer{})
