@@ -375,7 +375,12 @@ func (r *alpacaRun) loop(ctx, hard context.Context, t teacher.Teacher) error {
 	cfg.Progress.Update(r.snapshot())
 
 	for {
-		for !stopping && inflight < cfg.Concurrency && r.wantMore(inflight) {
+		// Responses are processed in request order; the ones that overtake
+		// a slow request wait in pending. Bounding the two together keeps
+		// one stalled request from letting the run send ever more while
+		// nothing is processed, so a stop (the barren limit, an error)
+		// takes effect within 2×Concurrency requests.
+		for !stopping && inflight < cfg.Concurrency && inflight+len(pending) < 2*cfg.Concurrency && r.wantMore(inflight) {
 			req := nextDispatch
 			nextDispatch++
 			inflight++

@@ -147,7 +147,7 @@ func checkDataset(t *testing.T, srv *openaitest.Server, cfg AlpacaConfig, got []
 func TestAlpacaRunWithFaults(t *testing.T) {
 	srv := openaitest.New(openaitest.Options{
 		Respond: openaitest.AlpacaResponder(realExamples(t), 1),
-		Faults:  openaitest.Faults{RateLimit: 0.08, ServerErr: 0.08, Malformed: 0.05, Drop: 0.05, Slow: 0.05},
+		Faults:  openaitest.Faults{RateLimit: 0.1, ServerErr: 0.1, Malformed: 0.1, Drop: 0.1, Slow: 0.1},
 		Seed:    7,
 	})
 	defer srv.Close()

@@ -631,7 +631,9 @@ func (r *siRun) loop(ctx, hard context.Context, t teacher.Teacher) error {
 		}()
 	}
 	for {
-		for !stopping && inflight < cfg.Concurrency {
+		// As in the Alpaca loop: in-order processing of the bootstrap
+		// responses must not let a stalled request open an unbounded window.
+		for !stopping && inflight < cfg.Concurrency && inflight+len(pending) < 2*cfg.Concurrency {
 			if job, ok := r.nextTaskJob(); ok {
 				r.tasks[job.task].inflight = true
 				dispatch(job)
