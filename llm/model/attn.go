@@ -45,6 +45,27 @@ type attnKernelSet struct {
 	// the 4 heads' accumulators; len(v) must be a multiple of 4.
 	accV4x2 func(acc []float64, v, vn []uint16, r, n *[4]float32)
 	accV4x1 func(acc []float64, v []uint16, r *[4]float32)
+	// roundF16 rounds groups of 8 values to half precision in place, as
+	// FP32ToFP16 and back, and returns how many groups it did.
+	roundF16 func(x []float32, groups int) int
+}
+
+// roundF16InPlace rounds every value of x to half precision and back, as
+// ggml stores the attention weights before multiplying V: 8 at a time by
+// the kernel, a group it leaves (a NaN) and the tail in Go.
+func (k *attnKernelSet) roundF16InPlace(x []float32) {
+	i, groups := 0, len(x)/8
+	for i/8 < groups {
+		i += 8 * k.roundF16(x[i:], groups-i/8)
+		if i/8 < groups {
+			for end := i + 8; i < end; i++ {
+				x[i] = f16Table[quant.FP32ToFP16(x[i])]
+			}
+		}
+	}
+	for ; i < len(x); i++ {
+		x[i] = f16Table[quant.FP32ToFP16(x[i])]
+	}
 }
 
 var attnKernels *attnKernelSet
@@ -297,14 +318,19 @@ func (j *attnJob) headGroup(worker, unit int) {
 	f16 := func(x float32) float32 { return tab[quant.FP32ToFP16(x)] }
 	p = 0
 	if kern != nil {
+		// The weights rounded to half precision once, in place: the same
+		// values f16 gives below.
+		for _, s := range [][]float32{s0, s1, s2, s3} {
+			kern.roundF16InPlace(s)
+		}
 		io := j.kio[worker]
 		for ; p+1 < n; p += 2 {
-			io.r = [4]float32{f16(s0[p]), f16(s1[p]), f16(s2[p]), f16(s3[p])}
-			io.rn = [4]float32{f16(s0[p+1]), f16(s1[p+1]), f16(s2[p+1]), f16(s3[p+1])}
+			io.r = [4]float32{s0[p], s1[p], s2[p], s3[p]}
+			io.rn = [4]float32{s0[p+1], s1[p+1], s2[p+1], s3[p+1]}
 			kern.accV4x2(acc, vRow(p), vRow(p+1), &io.r, &io.rn)
 		}
 		if p < n {
-			io.r = [4]float32{f16(s0[p]), f16(s1[p]), f16(s2[p]), f16(s3[p])}
+			io.r = [4]float32{s0[p], s1[p], s2[p], s3[p]}
 			kern.accV4x1(acc, vRow(p), &io.r)
 			p++
 		}

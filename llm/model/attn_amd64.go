@@ -14,6 +14,7 @@ func init() {
 			scores4x4: attnScores4x4AVX2,
 			accV4x2:   attnAccV4x2AVX2,
 			accV4x1:   attnAccV4x1AVX2,
+			roundF16:  roundF16InPlaceAVX2,
 		}
 	}
 }

@@ -219,3 +219,30 @@ attnAccV4x1AVX2_loop:
 attnAccV4x1AVX2_done:
 	VZEROUPPER
 	RET
+
+// func roundF16InPlaceAVX2(x []float32, groups int) int
+// Requires: AVX, F16C
+TEXT ·roundF16InPlaceAVX2(SB), NOSPLIT, $0-40
+	MOVQ x_base+0(FP), AX
+	MOVQ groups+24(FP), CX
+	XORQ DX, DX
+
+round_loop:
+	CMPQ      DX, CX
+	JAE       round_out
+	VMOVUPS   (AX), Y0
+	VCMPPS    $0x03, Y0, Y0, Y1
+	VMOVMSKPS Y1, BX
+	TESTL     BX, BX
+	JNZ       round_out
+	VCVTPS2PH $0x00, Y0, X0
+	VCVTPH2PS X0, Y0
+	VMOVUPS   Y0, (AX)
+	ADDQ      $0x20, AX
+	INCQ      DX
+	JMP       round_loop
+
+round_out:
+	MOVQ DX, ret+32(FP)
+	VZEROUPPER
+	RET

@@ -15,3 +15,6 @@ func attnAccV4x2AVX2(acc []float64, v []uint16, vn []uint16, r *[4]float32, n *[
 
 // attnAccV4x1AVX2 adds the weighted value rows to the 4 heads' accumulators (head h at acc[h*len(v):]) in llm/model's order, 4 elements at a time; len(v) must be a multiple of 4 (AVX2, F16C).
 func attnAccV4x1AVX2(acc []float64, v []uint16, r *[4]float32)
+
+// roundF16InPlaceAVX2 rounds x[i] to the nearest half-precision value, ties to even, for the first groups*8 elements and returns how many groups it did: it stops before a group holding a NaN (AVX2, F16C).
+func roundF16InPlaceAVX2(x []float32, groups int) int

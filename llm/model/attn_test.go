@@ -179,3 +179,32 @@ func prepRef(j *attnJob, a *LayerActivations, n int) *attnJob {
 	j.prepare(0, a, n)
 	return j
 }
+
+// TestRoundF16KernelMatchesGo: rounding the attention weights to half
+// precision with the kernel gives FP32ToFP16's values, NaN groups, values
+// that overflow or become subnormal halves, and ties included.
+func TestRoundF16KernelMatchesGo(t *testing.T) {
+	if attnKernels == nil {
+		t.Skip("no attention kernels on this CPU or build")
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	specials := []float32{0, float32(math.Copysign(0, -1)), 65504, 65520, 1e6, -1e6, 6e-8, 3e-8, 1e-40, float32(math.NaN()),
+		float32(math.Inf(1)), float32(math.Inf(-1)), 1 + 1.0/2048, 1 + 3.0/2048, 0.5}
+	for _, n := range []int{1, 7, 8, 9, 16, 23, 100, 1537} {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64() * math.Pow(10, float64(rng.IntN(12)-8)))
+			if rng.IntN(6) == 0 {
+				x[i] = specials[rng.IntN(len(specials))]
+			}
+		}
+		got := append([]float32(nil), x...)
+		attnKernels.roundF16InPlace(got)
+		for i, v := range x {
+			want := f16Table[quant.FP32ToFP16(v)]
+			if math.Float32bits(got[i]) != math.Float32bits(want) {
+				t.Fatalf("n=%d: %v rounded to %v (%#x), want %v (%#x)", n, v, got[i], math.Float32bits(got[i]), want, math.Float32bits(want))
+			}
+		}
+	}
+}

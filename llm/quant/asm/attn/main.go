@@ -23,6 +23,7 @@ func main() {
 	genScores(4)
 	genAccV(2)
 	genAccV(1)
+	genRoundF16()
 	Generate()
 }
 
@@ -137,6 +138,39 @@ func genAccV(positions int) {
 	DECQ(hd)
 	JMP(LabelRef(name + "_loop"))
 	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// genRoundF16: x[i] rounded to half precision and back (VCVTPS2PH rounds to
+// nearest even, as quant.FP32ToFP16 does), 8 at a time; a group holding a
+// NaN stops it, whose payload the Go conversion may keep differently.
+func genRoundF16() {
+	TEXT("roundF16InPlaceAVX2", NOSPLIT, "func(x []float32, groups int) int")
+	Doc("roundF16InPlaceAVX2 rounds x[i] to the nearest half-precision value, ties to even, for the first groups*8 elements and returns how many groups it did: it stops before a group holding a NaN (AVX2, F16C).")
+	p := Load(Param("x").Base(), GP64())
+	groups := Load(Param("groups"), GP64())
+	done := GP64()
+	XORQ(done, done)
+	Label("round_loop")
+	CMPQ(done, groups)
+	JAE(LabelRef("round_out"))
+	x, u := YMM(), YMM()
+	VMOVUPS(Mem{Base: p}, x)
+	VCMPPS(Imm(3), x, x, u) // unordered: NaN
+	mask := GP32()
+	VMOVMSKPS(u, mask)
+	TESTL(mask, mask)
+	JNZ(LabelRef("round_out"))
+	h := XMM()
+	VCVTPS2PH(Imm(0), x, h)
+	VCVTPH2PS(h, x)
+	VMOVUPS(x, Mem{Base: p})
+	ADDQ(Imm(32), p)
+	INCQ(done)
+	JMP(LabelRef("round_loop"))
+	Label("round_out")
+	Store(done, ReturnIndex(0))
 	VZEROUPPER()
 	RET()
 }
