@@ -124,9 +124,39 @@ DATA swigluLimit<>+24(SB)/4, $0x42fc0000
 DATA swigluLimit<>+28(SB)/4, $0x42fc0000
 GLOBL swigluLimit<>(SB), RODATA|NOPTR, $32
 
-// func swiGLUAVX2(dst []float32, gate []float32, up []float32, groups int) int
+DATA swigluLimit192<>+0(SB)/4, $0x43400000
+DATA swigluLimit192<>+4(SB)/4, $0x43400000
+DATA swigluLimit192<>+8(SB)/4, $0x43400000
+DATA swigluLimit192<>+12(SB)/4, $0x43400000
+DATA swigluLimit192<>+16(SB)/4, $0x43400000
+DATA swigluLimit192<>+20(SB)/4, $0x43400000
+DATA swigluLimit192<>+24(SB)/4, $0x43400000
+DATA swigluLimit192<>+28(SB)/4, $0x43400000
+GLOBL swigluLimit192<>(SB), RODATA|NOPTR, $32
+
+DATA swigluSplitG<>+0(SB)/4, $0x82000000
+DATA swigluSplitG<>+4(SB)/4, $0x82000000
+DATA swigluSplitG<>+8(SB)/4, $0x82000000
+DATA swigluSplitG<>+12(SB)/4, $0x82000000
+DATA swigluSplitG<>+16(SB)/4, $0x82000000
+DATA swigluSplitG<>+20(SB)/4, $0x82000000
+DATA swigluSplitG<>+24(SB)/4, $0x82000000
+DATA swigluSplitG<>+28(SB)/4, $0x82000000
+GLOBL swigluSplitG<>(SB), RODATA|NOPTR, $32
+
+DATA swigluExp127<>+0(SB)/4, $0x7f000000
+DATA swigluExp127<>+4(SB)/4, $0x7f000000
+DATA swigluExp127<>+8(SB)/4, $0x7f000000
+DATA swigluExp127<>+12(SB)/4, $0x7f000000
+DATA swigluExp127<>+16(SB)/4, $0x7f000000
+DATA swigluExp127<>+20(SB)/4, $0x7f000000
+DATA swigluExp127<>+24(SB)/4, $0x7f000000
+DATA swigluExp127<>+28(SB)/4, $0x7f000000
+GLOBL swigluExp127<>(SB), RODATA|NOPTR, $32
+
+// func swiGLUAVX2(dst []float32, gate []float32, up []float32, groups int)
 // Requires: AVX, AVX2
-TEXT ·swiGLUAVX2(SB), NOSPLIT, $0-88
+TEXT ·swiGLUAVX2(SB), NOSPLIT, $0-80
 	MOVQ dst_base+0(FP), AX
 	MOVQ gate_base+24(FP), CX
 	MOVQ up_base+48(FP), DX
@@ -142,31 +172,40 @@ swiglu_loop:
 	VMULPS    swigluInvLn<>+0(SB), Y1, Y2
 	VADDPS    swigluShift<>+0(SB), Y2, Y2
 	VSUBPS    swigluShift<>+0(SB), Y2, Y3
-	VANDPS    swigluAbsMask<>+0(SB), Y3, Y4
-	VCMPPS    $0x16, swigluLimit<>+0(SB), Y4, Y4
-	VMOVMSKPS Y4, DI
-	TESTL     DI, DI
-	JNZ       swiglu_out
 	VMULPS    swigluLn2Hi<>+0(SB), Y3, Y4
 	VSUBPS    Y4, Y1, Y1
 	VMULPS    swigluLn2Lo<>+0(SB), Y3, Y4
 	VSUBPS    Y4, Y1, Y1
 	VPSLLD    $0x17, Y2, Y2
+	VMULPS    Y1, Y1, Y4
+	VMULPS    swigluC0<>+0(SB), Y1, Y5
+	VADDPS    swigluC1<>+0(SB), Y5, Y5
+	VMULPS    swigluC2<>+0(SB), Y1, Y6
+	VADDPS    swigluC3<>+0(SB), Y6, Y6
+	VMULPS    Y4, Y5, Y5
+	VADDPS    Y6, Y5, Y5
+	VMULPS    swigluC4<>+0(SB), Y1, Y6
+	VMULPS    Y4, Y5, Y5
+	VADDPS    Y6, Y5, Y5
+	VXORPS    Y1, Y1, Y1
+	VCMPPS    $0x12, Y1, Y3, Y1
+	VANDPS    swigluSplitG<>+0(SB), Y1, Y1
+	VPADDD    swigluExp127<>+0(SB), Y1, Y4
+	VPSUBD    Y1, Y2, Y1
+	VMULPS    Y5, Y1, Y6
+	VADDPS    Y1, Y6, Y6
+	VMULPS    Y4, Y6, Y6
+	VMULPS    Y4, Y4, Y4
 	VPADDD    swigluOne<>+0(SB), Y2, Y2
-	VMULPS    Y1, Y1, Y3
-	VMULPS    swigluC0<>+0(SB), Y1, Y4
-	VADDPS    swigluC1<>+0(SB), Y4, Y4
-	VMULPS    swigluC2<>+0(SB), Y1, Y5
-	VADDPS    swigluC3<>+0(SB), Y5, Y5
-	VMULPS    Y3, Y4, Y4
-	VADDPS    Y5, Y4, Y4
-	VMULPS    swigluC4<>+0(SB), Y1, Y5
-	VMULPS    Y3, Y4, Y4
-	VADDPS    Y5, Y4, Y4
-	VMULPS    Y2, Y4, Y4
-	VADDPS    Y2, Y4, Y4
-	VADDPS    swigluOne<>+0(SB), Y4, Y4
-	VDIVPS    Y4, Y0, Y0
+	VMULPS    Y2, Y5, Y5
+	VADDPS    Y2, Y5, Y5
+	VANDPS    swigluAbsMask<>+0(SB), Y3, Y1
+	VCMPPS    $0x1e, swigluLimit<>+0(SB), Y1, Y2
+	VBLENDVPS Y2, Y6, Y5, Y5
+	VCMPPS    $0x1e, swigluLimit192<>+0(SB), Y1, Y2
+	VBLENDVPS Y2, Y4, Y5, Y5
+	VADDPS    swigluOne<>+0(SB), Y5, Y5
+	VDIVPS    Y5, Y0, Y0
 	VMULPS    (DX), Y0, Y0
 	VMOVUPS   Y0, (AX)
 	ADDQ      $0x20, CX
@@ -176,13 +215,12 @@ swiglu_loop:
 	JMP       swiglu_loop
 
 swiglu_out:
-	MOVQ SI, ret+80(FP)
 	VZEROUPPER
 	RET
 
-// func expInPlaceAVX2(x []float32, groups int) int
+// func expInPlaceAVX2(x []float32, groups int)
 // Requires: AVX, AVX2
-TEXT ·expInPlaceAVX2(SB), NOSPLIT, $0-40
+TEXT ·expInPlaceAVX2(SB), NOSPLIT, $0-32
 	MOVQ x_base+0(FP), AX
 	MOVQ groups+24(FP), CX
 	XORQ DX, DX
@@ -194,35 +232,43 @@ exp_loop:
 	VMULPS    swigluInvLn<>+0(SB), Y0, Y1
 	VADDPS    swigluShift<>+0(SB), Y1, Y1
 	VSUBPS    swigluShift<>+0(SB), Y1, Y2
-	VANDPS    swigluAbsMask<>+0(SB), Y2, Y3
-	VCMPPS    $0x16, swigluLimit<>+0(SB), Y3, Y3
-	VMOVMSKPS Y3, BX
-	TESTL     BX, BX
-	JNZ       exp_out
 	VMULPS    swigluLn2Hi<>+0(SB), Y2, Y3
 	VSUBPS    Y3, Y0, Y0
 	VMULPS    swigluLn2Lo<>+0(SB), Y2, Y3
 	VSUBPS    Y3, Y0, Y0
 	VPSLLD    $0x17, Y1, Y1
+	VMULPS    Y0, Y0, Y3
+	VMULPS    swigluC0<>+0(SB), Y0, Y4
+	VADDPS    swigluC1<>+0(SB), Y4, Y4
+	VMULPS    swigluC2<>+0(SB), Y0, Y5
+	VADDPS    swigluC3<>+0(SB), Y5, Y5
+	VMULPS    Y3, Y4, Y4
+	VADDPS    Y5, Y4, Y4
+	VMULPS    swigluC4<>+0(SB), Y0, Y5
+	VMULPS    Y3, Y4, Y4
+	VADDPS    Y5, Y4, Y4
+	VXORPS    Y0, Y0, Y0
+	VCMPPS    $0x12, Y0, Y2, Y0
+	VANDPS    swigluSplitG<>+0(SB), Y0, Y0
+	VPADDD    swigluExp127<>+0(SB), Y0, Y3
+	VPSUBD    Y0, Y1, Y0
+	VMULPS    Y4, Y0, Y5
+	VADDPS    Y0, Y5, Y5
+	VMULPS    Y3, Y5, Y5
+	VMULPS    Y3, Y3, Y3
 	VPADDD    swigluOne<>+0(SB), Y1, Y1
-	VMULPS    Y0, Y0, Y2
-	VMULPS    swigluC0<>+0(SB), Y0, Y3
-	VADDPS    swigluC1<>+0(SB), Y3, Y3
-	VMULPS    swigluC2<>+0(SB), Y0, Y4
-	VADDPS    swigluC3<>+0(SB), Y4, Y4
-	VMULPS    Y2, Y3, Y3
-	VADDPS    Y4, Y3, Y3
-	VMULPS    swigluC4<>+0(SB), Y0, Y4
-	VMULPS    Y2, Y3, Y3
-	VADDPS    Y4, Y3, Y3
-	VMULPS    Y1, Y3, Y3
-	VADDPS    Y1, Y3, Y3
-	VMOVUPS   Y3, (AX)
+	VMULPS    Y1, Y4, Y4
+	VADDPS    Y1, Y4, Y4
+	VANDPS    swigluAbsMask<>+0(SB), Y2, Y0
+	VCMPPS    $0x1e, swigluLimit<>+0(SB), Y0, Y1
+	VBLENDVPS Y1, Y5, Y4, Y4
+	VCMPPS    $0x1e, swigluLimit192<>+0(SB), Y0, Y1
+	VBLENDVPS Y1, Y3, Y4, Y4
+	VMOVUPS   Y4, (AX)
 	ADDQ      $0x20, AX
 	INCQ      DX
 	JMP       exp_loop
 
 exp_out:
-	MOVQ DX, ret+32(FP)
 	VZEROUPPER
 	RET

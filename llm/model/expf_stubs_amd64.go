@@ -4,8 +4,8 @@
 
 package model
 
-// swiGLUAVX2 computes dst[i] = gate[i]/(1+exp(-gate[i]))*up[i] for the first groups*8 elements, as llm/model's swiGLU does, and returns how many groups it did: it stops before a group where the exponent leaves the normal range or is NaN (AVX2).
-func swiGLUAVX2(dst []float32, gate []float32, up []float32, groups int) int
+// swiGLUAVX2 computes dst[i] = gate[i]/(1+exp(-gate[i]))*up[i] for the first groups*8 elements, as llm/model's swiGLU does (AVX2).
+func swiGLUAVX2(dst []float32, gate []float32, up []float32, groups int)
 
-// expInPlaceAVX2 replaces x[i] with llm/model's vexpf(x[i]) for the first groups*8 elements and returns how many groups it did: it stops before a group where the exponent leaves the normal range or is NaN (AVX2).
-func expInPlaceAVX2(x []float32, groups int) int
+// expInPlaceAVX2 replaces x[i] with llm/model's vexpf(x[i]) for the first groups*8 elements (AVX2).
+func expInPlaceAVX2(x []float32, groups int)

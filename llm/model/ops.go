@@ -110,14 +110,8 @@ func softMax(x []float32) {
 	}
 	i := 0
 	if expGroups != nil {
-		for groups := full / 8; i/8 < groups; {
-			i += 8 * expGroups(x[i:], groups-i/8)
-			if i/8 < groups {
-				expf4((*[4]float32)(x[i : i+4]))
-				expf4((*[4]float32)(x[i+4 : i+8]))
-				i += 8
-			}
-		}
+		expGroups(x, full/8)
+		i = full / 8 * 8
 	}
 	for ; i < full; i += 4 {
 		expf4((*[4]float32)(x[i : i+4]))
@@ -145,10 +139,9 @@ func softMax(x []float32) {
 	}
 }
 
-// expGroups, where an architecture file sets it, replaces groups of 8
-// values of x with vexpf's, with the same bits, and returns how many
-// groups it did.
-var expGroups func(x []float32, groups int) int
+// expGroups, where an architecture file sets it, replaces the first
+// groups groups of 8 values of x with vexpf's, with the same bits.
+var expGroups func(x []float32, groups int)
 
 // swiGLU writes silu(gate) * up into dst: ggml_vec_swiglu_f32, vectorised
 // exp for groups of four, libm expf for the rest.
@@ -156,17 +149,11 @@ func swiGLU(dst, gate, up []float32) {
 	n := len(gate)
 	i := 0
 	// Whole groups of 8 of the part done 4 at a time go to the kernel
-	// where there is one; a group it leaves (an exponent out of the normal
-	// range, or NaN) is done here, 4 at a time as before.
+	// where there is one.
 	if swiGLUGroups != nil {
-		for groups := n / 4 * 4 / 8; i/8 < groups; {
-			i += 8 * swiGLUGroups(dst[i:], gate[i:], up[i:], groups-i/8)
-			if i/8 < groups {
-				swiGLU4(dst[i:], gate[i:], up[i:])
-				swiGLU4(dst[i+4:], gate[i+4:], up[i+4:])
-				i += 8
-			}
-		}
+		groups := n / 4 * 4 / 8
+		swiGLUGroups(dst, gate, up, groups)
+		i = 8 * groups
 	}
 	for ; i+3 < n; i += 4 {
 		swiGLU4(dst[i:], gate[i:], up[i:])
@@ -177,8 +164,8 @@ func swiGLU(dst, gate, up []float32) {
 }
 
 // swiGLUGroups, where an architecture file sets it, computes swiGLU's
-// groups of 8 with the same bits and returns how many it did.
-var swiGLUGroups func(dst, gate, up []float32, groups int) int
+// first groups groups of 8 with the same bits.
+var swiGLUGroups func(dst, gate, up []float32, groups int)
 
 func swiGLU4(dst, gate, up []float32) {
 	var g [4]float32

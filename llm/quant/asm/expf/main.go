@@ -2,9 +2,7 @@
 // (ggml's vectorised exp): SwiGLU and softmax's in-place exp, 8 elements at
 // a time, the same float32 operations in the same order as llm/model's Go
 // code (multiplies and adds rounded separately, never fused), so the
-// results are the same bits. A group with an element whose exponent leaves
-// the normal range (|n| > 126) or is NaN stops a kernel; the caller does
-// that group in Go.
+// results are the same bits, vexpf's range splitting included.
 package main
 
 import (
@@ -34,6 +32,9 @@ var consts = []struct {
 	{"One", math.Float32bits(1)},
 	{"AbsMask", 0x7fffffff},
 	{"Limit", math.Float32bits(126)},
+	{"Limit192", math.Float32bits(192)},
+	{"SplitG", 0x82000000},
+	{"Exp127", 0x7f000000},
 }
 
 func main() {
@@ -53,29 +54,23 @@ func main() {
 	Generate()
 }
 
-// expGroup emits vexpf of the 8 lanes of x, or a jump to out when a lane's
-// exponent leaves the normal range or is NaN.
-func expGroup(c map[string]Mem, x VecVirtual, out string) VecVirtual {
+// expGroup emits vexpf of the 8 lanes of x. Lanes whose exponent leaves
+// the normal range (|n| > 126) take vexpf's split scaling, and beyond 192
+// its overflow or underflow, chosen by blends; NaN lanes take the normal
+// path, as in Go.
+func expGroup(c map[string]Mem, x VecVirtual) VecVirtual {
 	z := YMM()
 	VMULPS(c["InvLn"], x, z)
 	VADDPS(c["Shift"], z, z) // z = x*InvLn + Shift
 	n := YMM()
 	VSUBPS(c["Shift"], z, n) // n = z - Shift
-	a := YMM()
-	VANDPS(c["AbsMask"], n, a)
-	VCMPPS(Imm(0x16), c["Limit"], a, a) // NLE_UQ: !(|n| <= 126)
-	mask := GP32()
-	VMOVMSKPS(a, mask)
-	TESTL(mask, mask)
-	JNZ(LabelRef(out))
 	b, t := YMM(), YMM()
 	VMULPS(c["Ln2Hi"], n, t)
 	VSUBPS(t, x, b) // b = x - n*Ln2Hi
 	VMULPS(c["Ln2Lo"], n, t)
 	VSUBPS(t, b, b) // b -= n*Ln2Lo
-	k := YMM()
-	VPSLLD(Imm(23), z, k)
-	VPADDD(c["One"], k, k) // k = 2^n
+	e := YMM()
+	VPSLLD(Imm(23), z, e) // e = bits(z) << 23
 	u := YMM()
 	VMULPS(b, b, u)
 	t1, t2 := YMM(), YMM()
@@ -88,14 +83,37 @@ func expGroup(c map[string]Mem, x VecVirtual, out string) VecVirtual {
 	VMULPS(c["C4"], b, t2)
 	VMULPS(u, t1, t1)
 	VADDPS(t2, t1, t1) // j
-	VMULPS(k, t1, t1)
-	VADDPS(k, t1, t1) // exp = j*k + k
+	// Out of range: g = 0x82000000 where n <= 0, s1 = g + 0x7f000000,
+	// s2 = e - g, result (s2*j + s2)*s1, or s1*s1 beyond 192.
+	g := YMM()
+	VXORPS(g, g, g)
+	VCMPPS(Imm(0x12), g, n, g) // LE_OQ: n <= 0
+	VANDPS(c["SplitG"], g, g)
+	s1, s2 := YMM(), YMM()
+	VPADDD(c["Exp127"], g, s1)
+	VPSUBD(g, e, s2)
+	r1 := YMM()
+	VMULPS(t1, s2, r1)
+	VADDPS(s2, r1, r1)
+	VMULPS(s1, r1, r1)
+	VMULPS(s1, s1, s1) // r2
+	// Normal range: k = 2^n, result j*k + k.
+	VPADDD(c["One"], e, e)
+	VMULPS(e, t1, t1)
+	VADDPS(e, t1, t1)
+	a := YMM()
+	VANDPS(c["AbsMask"], n, a)
+	m := YMM()
+	VCMPPS(Imm(0x1e), c["Limit"], a, m) // GT_OQ: |n| > 126
+	VBLENDVPS(m, r1, t1, t1)
+	VCMPPS(Imm(0x1e), c["Limit192"], a, m) // |n| > 192
+	VBLENDVPS(m, s1, t1, t1)
 	return t1
 }
 
 func genSwiGLU(c map[string]Mem) {
-	TEXT("swiGLUAVX2", NOSPLIT, "func(dst, gate, up []float32, groups int) int")
-	Doc("swiGLUAVX2 computes dst[i] = gate[i]/(1+exp(-gate[i]))*up[i] for the first groups*8 elements, as llm/model's swiGLU does, and returns how many groups it did: it stops before a group where the exponent leaves the normal range or is NaN (AVX2).")
+	TEXT("swiGLUAVX2", NOSPLIT, "func(dst, gate, up []float32, groups int)")
+	Doc("swiGLUAVX2 computes dst[i] = gate[i]/(1+exp(-gate[i]))*up[i] for the first groups*8 elements, as llm/model's swiGLU does (AVX2).")
 	dst := Load(Param("dst").Base(), GP64())
 	gate := Load(Param("gate").Base(), GP64())
 	up := Load(Param("up").Base(), GP64())
@@ -111,7 +129,7 @@ func genSwiGLU(c map[string]Mem) {
 	x := YMM()
 	VXORPS(x, x, x)
 	VSUBPS(g, x, x) // 0 - gate
-	e := expGroup(c, x, "swiglu_out")
+	e := expGroup(c, x)
 	VADDPS(c["One"], e, e)
 	VDIVPS(e, g, g) // gate / (1 + exp)
 	VMULPS(Mem{Base: up}, g, g)
@@ -123,14 +141,13 @@ func genSwiGLU(c map[string]Mem) {
 	JMP(LabelRef("swiglu_loop"))
 
 	Label("swiglu_out")
-	Store(done, ReturnIndex(0))
 	VZEROUPPER()
 	RET()
 }
 
 func genExp(c map[string]Mem) {
-	TEXT("expInPlaceAVX2", NOSPLIT, "func(x []float32, groups int) int")
-	Doc("expInPlaceAVX2 replaces x[i] with llm/model's vexpf(x[i]) for the first groups*8 elements and returns how many groups it did: it stops before a group where the exponent leaves the normal range or is NaN (AVX2).")
+	TEXT("expInPlaceAVX2", NOSPLIT, "func(x []float32, groups int)")
+	Doc("expInPlaceAVX2 replaces x[i] with llm/model's vexpf(x[i]) for the first groups*8 elements (AVX2).")
 	p := Load(Param("x").Base(), GP64())
 	groups := Load(Param("groups"), GP64())
 	done := GP64()
@@ -140,13 +157,12 @@ func genExp(c map[string]Mem) {
 	JAE(LabelRef("exp_out"))
 	x := YMM()
 	VMOVUPS(Mem{Base: p}, x)
-	e := expGroup(c, x, "exp_out")
+	e := expGroup(c, x)
 	VMOVUPS(e, Mem{Base: p})
 	ADDQ(Imm(32), p)
 	INCQ(done)
 	JMP(LabelRef("exp_loop"))
 	Label("exp_out")
-	Store(done, ReturnIndex(0))
 	VZEROUPPER()
 	RET()
 }
