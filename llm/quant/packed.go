@@ -124,7 +124,7 @@ func init() {
 		AuxBytes:    Q8_0AuxBytes,
 		Aux:         Q8_0Aux,
 		Dot:         DotPackedQ4_0,
-		accelerated: PackedQ4_0Pays,
+		accelerated: func() bool { return packedQ4_0Accelerated },
 		dotGeneric: func(n int, w, aux []byte, auxStride, tokens int, dst []float32, dstStride int) {
 			dotPackedQ4_0(dotPackedQ4_0GroupGeneric, n, w, aux, auxStride, tokens, dst, dstStride)
 		},
@@ -153,11 +153,6 @@ var (
 	dotPackedQ4_0Group    = dotPackedQ4_0GroupGeneric
 	packedQ4_0Accelerated bool
 )
-
-// PackedQ4_0Pays reports whether this CPU has kernels for the packed layout.
-// Without them the portable row-major kernels are faster, and a model
-// should keep its Q4_0 matrices as they are.
-func PackedQ4_0Pays() bool { return packedQ4_0Accelerated }
 
 func dotPackedQ4_0GroupGeneric(w []byte, nb int, aux []byte, auxStride int, tokens int, dst []float32, dstStride int) {
 	le := binary.LittleEndian
